@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine:
+#   make run    split the data, build the loaders and save a picture of a batch (DATA=... to point elsewhere)
+#   make test   run every notebook (nbdev_test) and the pytest suite
+# Both create the virtual environment in .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= data/raw/chest_xray
+SPLIT ?= data/processed/split.csv
+SEED ?= 42
+
+.PHONY: install run test clean-venv
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py settings.ini constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+run: install
+	$(BIN)/pneumonia_split --data $(DATA) --out $(SPLIT) --seed $(SEED)
+	$(BIN)/pneumonia_show_batch --split $(SPLIT) --data $(DATA) --out data/processed/batch.png --seed $(SEED)
+
+test: install
+	HF_HUB_OFFLINE=1 $(BIN)/nbdev_test
+	HF_HUB_OFFLINE=1 $(BIN)/pytest
+
+clean-venv:
+	rm -rf $(VENV)
