@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine:
-#   make run    split the data, build the loaders and save a picture of a batch (DATA=... to point elsewhere)
+#   make run    split the data, save a picture of a batch, train a model into runs/ (DATA=, ARCH=, EPOCHS=, ...)
 #   make test   run every notebook (nbdev_test) and the pytest suite
 # Both create the virtual environment in .venv on first use.
 PYTHON ?= python3
@@ -8,6 +8,10 @@ BIN := $(VENV)/bin
 DATA ?= data/raw/chest_xray
 SPLIT ?= data/processed/split.csv
 SEED ?= 42
+ARCH ?= resnet18
+EPOCHS ?= 10
+IMG_SIZE ?= 224
+RUNS ?= runs
 
 .PHONY: install run test clean-venv
 install: $(VENV)/.installed
@@ -21,6 +25,7 @@ $(VENV)/.installed: setup.py settings.ini constraints.txt
 run: install
 	$(BIN)/pneumonia_split --data $(DATA) --out $(SPLIT) --seed $(SEED)
 	$(BIN)/pneumonia_show_batch --split $(SPLIT) --data $(DATA) --out data/processed/batch.png --seed $(SEED)
+	$(BIN)/pneumonia_train --data $(DATA) --split $(SPLIT) --arch $(ARCH) --epochs $(EPOCHS) --img_size $(IMG_SIZE) --seed $(SEED) --out $(RUNS)
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/nbdev_test
