@@ -1,0 +1,75 @@
+"`pneumonia_eval` on a run trained on the raw-looking sample (issue 4, acceptance 1)."
+import json, shutil
+
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, recall_score, roc_auc_score
+
+from conftest import run_cli
+
+FILES = ('predictions.csv', 'valid_predictions.csv', 'metrics.json', 'confusion.png', 'roc.png', 'pr.png',
+         'reliability.png', 'scores.png', 'gradcam.png')
+METRICS = ('accuracy', 'sensitivity', 'specificity', 'precision', 'f1', 'roc_auc', 'pr_auc', 'brier', 'ece')
+
+
+@pytest.fixture(scope='module')
+def run(shared, tmp_path_factory):
+    runs = tmp_path_factory.mktemp('runs')
+    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--epochs', '2',
+                   '--img_size', '64', '--bs', '32', '--out', runs, '--no_mlflow')
+    return runs.__class__(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope='module')
+def evaluated(run, shared):
+    proc = run_cli('pneumonia_eval', run, '--data', shared/'chest_xray_sample')
+    return run/'eval', proc.stdout
+
+
+def test_eval_writes_the_report(evaluated):
+    ev, stdout = evaluated
+    for f in FILES: assert (ev/f).is_file(), f
+    report = json.loads((ev/'metrics.json').read_text())
+    assert report['n'] == 40 and report['threshold']['chosen_on'] == 'valid'
+    for at in ('at_threshold', 'at_0_5'):
+        for m in METRICS:
+            lo, hi = report[at][m]['ci95']
+            assert lo <= report[at][m]['value'] <= hi, (at, m)
+    assert report['bootstrap']['resamples'] >= 1000
+    assert 'threshold 0.5' in stdout and str(ev) in stdout.splitlines()[-1]
+
+
+def test_metrics_match_sklearn_on_predictions_csv(evaluated):
+    ev, _ = evaluated
+    report = json.loads((ev/'metrics.json').read_text())
+    pr = pd.read_csv(ev/'predictions.csv')
+    assert list(pr.columns) == ['file', 'label', 'prob_pneumonia']
+    y = (pr.label == 'PNEUMONIA').astype(int)
+    for at, t in (('at_threshold', report['threshold']['value']), ('at_0_5', 0.5)):
+        pred = (pr.prob_pneumonia >= t).astype(int)
+        got = {m: report[at][m]['value'] for m in ('accuracy', 'sensitivity', 'specificity', 'roc_auc')}
+        assert got == pytest.approx(dict(accuracy=accuracy_score(y, pred), sensitivity=recall_score(y, pred),
+                                         specificity=recall_score(y, pred, pos_label=0), roc_auc=roc_auc_score(y, pr.prob_pneumonia)))
+
+
+def test_threshold_ignores_test_labels(evaluated, run, shared, tmp_path):
+    "Swap the test folders' labels in a copy of the data: the threshold must not move, the test scores must."
+    data = tmp_path/'data'
+    shutil.copytree(shared/'chest_xray_sample', data)
+    (data/'test'/'NORMAL').rename(data/'test'/'tmp')
+    (data/'test'/'PNEUMONIA').rename(data/'test'/'NORMAL')
+    (data/'test'/'tmp').rename(data/'test'/'PNEUMONIA')
+    twin = tmp_path/run.name
+    shutil.copytree(run, twin, ignore=shutil.ignore_patterns('eval'))
+    run_cli('pneumonia_eval', twin, '--data', data)
+    a = json.loads((evaluated[0]/'metrics.json').read_text())
+    b = json.loads((twin/'eval'/'metrics.json').read_text())
+    assert a['threshold'] == b['threshold']
+    assert b['at_threshold']['roc_auc']['value'] == pytest.approx(1 - a['at_threshold']['roc_auc']['value'])
+
+
+def test_existing_evaluation_is_never_replaced(evaluated, run, shared):
+    before = (evaluated[0]/'metrics.json').read_bytes()
+    proc = run_cli('pneumonia_eval', run, '--data', shared/'chest_xray_sample', check=False)
+    assert proc.returncode != 0 and 'already holds an evaluation' in proc.stderr
+    assert (evaluated[0]/'metrics.json').read_bytes() == before
