@@ -90,3 +90,11 @@ def test_local_checkpoint_trains_from_the_cli(shared, tmp_path):
     record = json.loads((d/'config.json').read_text())
     assert record['config']['pretrained'] == str(tmp_path/'resnet18.safetensors')
     assert not (tmp_path/'runs'/'mlflow.db').exists()
+
+
+def test_cache_backend_trains_from_the_cli(shared, tmp_path, monkeypatch):
+    monkeypatch.setenv('PNEUMONIA_CACHE', str(tmp_path/'cache'))
+    d = train(shared, tmp_path/'runs', 'cnn', '--backend', 'cache', '--no_mlflow')
+    assert json.loads((d/'config.json').read_text())['config']['backend'] == 'cache'
+    assert 0 <= json.loads((d/'metrics.json').read_text())['roc_auc'] <= 1
+    assert len(list((tmp_path/'cache').glob('xray-64-squish-*.npy'))) == 1

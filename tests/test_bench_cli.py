@@ -1,0 +1,24 @@
+"`pneumonia_bench` runs tiny on the CPU and writes its records (issue 5); the figures themselves are not tested."
+import json
+
+from conftest import run_cli
+
+FIELDS = ('arch', 'device', 'project_img_s', 'fastai_img_s', 'ceiling_img_s', 'project_val_roc_auc', 'fastai_val_roc_auc')
+
+
+def test_bench_runs_tiny_and_never_replaces_results(shared, tmp_path, monkeypatch):
+    monkeypatch.setenv('PNEUMONIA_CACHE', str(tmp_path/'cache'))
+    out, mine = tmp_path/'bench.json', '{"earlier": "results"}'
+    out.write_text(mine)
+    args = ('pneumonia_bench', '--data', shared/'chest_xray_sample', '--device', 'cpu', '--arch', 'cnn', 'resnet18',
+            '--img_size', '64', '--epochs', '1', '--bs', '32', '--fastai_bs', '32', '--n_train', '64', '--steps', '2',
+            '--num_workers', '0', '--out', out)
+    proc = run_cli(*args)
+    assert out.read_text() == mine                       # an existing file is never replaced ...
+    records = json.loads((tmp_path/'bench-1.json').read_text())['records']   # ... a new name is chosen
+    assert [r['arch'] for r in records] == ['cnn', 'resnet18']
+    for r in records:
+        assert all(k in r for k in FIELDS) and r['device'] == 'cpu'
+        assert r['project_img_s'] > 0 and r['fastai_img_s'] > 0 and r['ceiling_img_s'] > 0
+        assert 0 <= r['project_val_roc_auc'] <= 1 and r['n_train'] == 64
+    assert 'project_img_s' in proc.stdout and 'bench-1.json' in proc.stdout
