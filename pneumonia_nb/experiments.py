@@ -52,7 +52,7 @@ def load_grid(path, **overrides) -> dict:
     spec = yaml.safe_load(path.read_text()) or {}
     spec.update({k: v for k, v in overrides.items() if v is not None})
     problems = [f"unknown key {k!r}" for k in set(spec) - GRID_KEYS]
-    problems += [f"unknown training parameter {k!r}" for part in ('base', 'grid') for k in (spec.get(part) or {}) if k not in _FIELDS | {'data', 'split'} or k in ('data', 'split')]
+    problems += [f"unknown training parameter {k!r}" for part in ('base', 'grid') for k in (spec.get(part) or {}) if k not in _FIELDS - {'data', 'split'}]
     problems += [f"arch_overrides.{a}: unknown training parameter {k!r}" for a, o in (spec.get('arch_overrides') or {}).items() for k in o if k not in _FIELDS]
     problems += [f"eval: unknown key {k!r}" for k in (spec.get('eval') or {}) if k not in EVAL_KEYS]
     problems += [f"grid.{k} must be a non-empty list" for k, v in (spec.get('grid') or {}).items() if not isinstance(v, list) or not v]
