@@ -69,13 +69,13 @@ def find_data_root(data) -> tuple[Path, dict]:
         if (layout := _layout_at(d)) is not None: return d, layout
     raise FileNotFoundError(f"No NORMAL/ and PNEUMONIA/ image folders found in {data} (looked two levels deep).\n{DATA_HELP}")
 
-def list_files(data) -> pd.DataFrame:
-    "Every file in the class folders: `path` (relative to the root), `label`, `official_split`, `patient`, `pathogen`."
+def list_files(data, splits=OFFICIAL_SPLITS) -> pd.DataFrame:
+    "Every file in the class folders of the official `splits`: `path` (relative to the root), `label`, `official_split`, `patient`, `pathogen`."
     root, layout = find_data_root(data)
     rows = [dict(path=f.relative_to(root).as_posix(), label=c, official_split=s)
-            for s, d in layout.items() for c in CLASSES for f in sorted((d/c).rglob('*'))
+            for s, d in layout.items() if s in splits for c in CLASSES for f in sorted((d/c).rglob('*'))
             if f.is_file() and not any(_skip(p) for p in f.relative_to(d).parts)]
-    if not rows: raise FileNotFoundError(f"The class folders under {root} hold no files.\n{DATA_HELP}")
+    if not rows: raise FileNotFoundError(f"The class folders of the {'/'.join(splits)} split(s) under {root} hold no files.\n{DATA_HELP}")
     df = pd.DataFrame(rows)
     df['patient'] = df.path.map(patient_id)
     df['pathogen'] = [pathogen(p, l) for p, l in zip(df.path, df.label)]
@@ -123,9 +123,9 @@ def check_image(path, min_side:int=MIN_SIDE) -> dict:
     return info
 
 # %% ../nbs/00_data.ipynb #e8188bca
-def scan_images(data, min_side:int=MIN_SIDE, workers:int|None=None) -> pd.DataFrame:
+def scan_images(data, min_side:int=MIN_SIDE, workers:int|None=None, splits=OFFICIAL_SPLITS) -> pd.DataFrame:
     "`list_files` plus the `check_image` columns for every file; files with a non-image extension get a problem too."
-    df = list_files(data)
+    df = list_files(data, splits)
     root = df.attrs['root']
     def check(rel):
         if Path(rel).suffix.lower() not in IMAGE_EXTS:

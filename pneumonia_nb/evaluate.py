@@ -94,8 +94,8 @@ def predict_paths(model:nn.Module, spec:dict, root, paths, bs:int=64, device=Non
 def split_rows(run_dir, data, which:str='test') -> pd.DataFrame:
     "`path` and `label` of the images of split `which`: official test from `data`, else from the run's split."
     if which == 'test':
-        scan = scan_images(data)
-        rows = scan[(scan.official_split == 'test') & scan.problem.isna()]
+        scan = scan_images(data, splits=('test',))
+        rows = scan[scan.problem.isna()]
     else:
         split = load_split(Path(run_dir)/'split.csv')
         rows = split[split.split == which]
