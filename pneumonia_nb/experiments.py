@@ -19,9 +19,9 @@ from .models import check_arch
 from .train import TrainConfig, log_to_mlflow, run_training_notebook, tracking_uri
 
 # %% auto #0
-__all__ = ['GRID_KEYS', 'EVAL_KEYS', 'METRICS', 'grid_points', 'point_name', 'point_config', 'load_grid', 'point_state',
-           'log_point', 'run_point', 'collect_runs', 'leaderboard', 'markdown_table', 'leaderboard_markdown',
-           'leaderboard_plot', 'write_leaderboard', 'run_grid', 'pneumonia_experiments']
+__all__ = ['GRID_KEYS', 'EVAL_KEYS', 'METRICS', 'grid_points', 'point_name', 'point_config', 'load_grid', 'point_report',
+           'point_state', 'log_point', 'run_point', 'collect_runs', 'leaderboard', 'markdown_table',
+           'leaderboard_markdown', 'leaderboard_plot', 'write_leaderboard', 'run_grid', 'pneumonia_experiments']
 
 # %% ../nbs/05_experiments.ipynb #1c4de7c2
 def grid_points(spec:dict) -> list[dict]:
@@ -67,11 +67,14 @@ def load_grid(path, **overrides) -> dict:
     return spec
 
 # %% ../nbs/05_experiments.ipynb #06d8218d
+def point_report(run_dir:Path, spec:dict) -> Path:
+    "Where the grid's evaluation of the point in `run_dir` writes its `metrics.json`."
+    return eval_dir(run_dir, spec['eval'].get('split', 'test'), spec['eval'].get('tta', False))/'metrics.json'
+
 def point_state(run_dir:Path, spec:dict) -> str:
     "`new`, `done`, `trained`, `failed` or `incomplete`."
-    ev = spec['eval']
     if not run_dir.exists(): return 'new'
-    if (eval_dir(run_dir, ev.get('split', 'test'), ev.get('tta', False))/'metrics.json').exists(): return 'done'
+    if point_report(run_dir, spec).exists(): return 'done'
     if (run_dir/'error.json').exists(): return 'failed'
     if (run_dir/'metrics.json').exists() and (run_dir/'model.safetensors').exists(): return 'trained'
     return 'incomplete'
@@ -92,7 +95,7 @@ def log_point(run_dir:Path, spec:dict):
     from mlflow.entities import Metric
     uri = tracking_uri(Path(spec['out']))
     run_id = log_to_mlflow(run_dir, spec['name'], uri)
-    report = json.loads((eval_dir(run_dir, spec['eval'].get('split', 'test'), spec['eval'].get('tta', False))/'metrics.json').read_text())
+    report = json.loads(point_report(run_dir, spec).read_text())
     MlflowClient(uri).log_batch(run_id, metrics=[Metric(f"{report['split']}_{k}", v['value'], 0, 0) for k, v in report['at_threshold'].items()])
     (run_dir/'mlflow.json').write_text(json.dumps(dict(tracking_uri=uri, run_id=run_id)) + '\n')
 
@@ -124,7 +127,7 @@ def collect_runs(spec:dict) -> pd.DataFrame:
         d = Path(spec['out'])/point_name(point)
         if point_state(d, spec) != 'done': continue
         val = json.loads((d/'metrics.json').read_text())
-        rep = json.loads((eval_dir(d, spec['eval'].get('split', 'test'), spec['eval'].get('tta', False))/'metrics.json').read_text())
+        rep = json.loads(point_report(d, spec).read_text())
         row = dict(run=d.name, **point, threshold=rep['threshold']['value'], n_test=rep['n'],
                    wall_seconds=json.loads((d/'config.json').read_text()).get('wall_seconds'))
         row |= {f'valid_{m}': val[m] for m in METRICS}
