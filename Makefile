@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make run    split the data, save a picture of a batch, train a model into runs/ and evaluate it (DATA=, ARCH=, ...)
-#   make test   run every notebook (nbdev_test) and the pytest suite
+#   make test   lint the library (ruff), run every notebook (nbdev_test) and the pytest suite
 # Both create the virtual environment in .venv on first use.
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -26,11 +26,12 @@ $(VENV)/.installed: setup.py settings.ini constraints.txt
 
 run: install
 	$(BIN)/pneumonia_split --data $(DATA) --out $(SPLIT) --seed $(SEED)
-	$(BIN)/pneumonia_show_batch --split $(SPLIT) --data $(DATA) --out data/processed/batch.png --seed $(SEED)
+	$(BIN)/pneumonia_show_batch --split $(SPLIT) --data $(DATA) --out data/processed/batch.png --size $(IMG_SIZE) --seed $(SEED)
 	run=$$($(BIN)/pneumonia_train --data $(DATA) --split $(SPLIT) --arch $(ARCH) --epochs $(EPOCHS) --img_size $(IMG_SIZE) --seed $(SEED) --out $(RUNS) | tee /dev/stderr | tail -1) && \
 	$(BIN)/pneumonia_eval "$$run" --data $(DATA)
 
 test: install
+	$(BIN)/ruff check pneumonia_nb
 	HF_HUB_OFFLINE=1 $(BIN)/nbdev_test
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 

@@ -4,21 +4,21 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from pneumonia_nb.core import shared_data
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get('PNEUMONIA_SHARED_DATA', ROOT.parent/'shared'/'data'))
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope='session')
 def shared():
-    "The real X-rays beside the project (see ../shared/data/README.md); never copied into it."
-    assert (SHARED/'chest_xray_224').is_dir(), f"real test data not found at {SHARED}; set PNEUMONIA_SHARED_DATA"
-    return SHARED
+    "The real X-rays (see `shared_data` in nbs/00_core.ipynb); never copied into the project."
+    return shared_data()
 
 
-def run_cli(*args, check=True):
+def run_cli(*args, check=True, cwd=None):
     "Run one of the project's console scripts; return the finished process (text output)."
-    proc = subprocess.run([str(BIN/args[0]), *map(str, args[1:])], capture_output=True, text=True,
+    proc = subprocess.run([str(BIN/args[0]), *map(str, args[1:])], capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, 'HF_HUB_OFFLINE': '1'})
     if check: assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc

@@ -1,5 +1,7 @@
 "`pneumonia_bench` runs tiny on the CPU and writes its records (issue 5); the figures themselves are not tested."
-import json
+import json, math
+
+import pytest
 
 from conftest import run_cli
 
@@ -10,7 +12,7 @@ def test_bench_runs_tiny_and_never_replaces_results(shared, tmp_path, monkeypatc
     monkeypatch.setenv('PNEUMONIA_CACHE', str(tmp_path/'cache'))
     out, mine = tmp_path/'bench.json', '{"earlier": "results"}'
     out.write_text(mine)
-    args = ('pneumonia_bench', '--data', shared/'chest_xray_sample', '--device', 'cpu', '--arch', 'cnn', 'resnet18',
+    args = ('pneumonia_bench', '--data', shared/'chest_xray_sample', '--arch', 'cnn', 'resnet18',   # --device auto: the CPU here
             '--img_size', '64', '--epochs', '1', '--bs', '32', '--fastai_bs', '32', '--n_train', '64', '--steps', '2',
             '--num_workers', '0', '--out', out)
     proc = run_cli(*args)
@@ -20,5 +22,6 @@ def test_bench_runs_tiny_and_never_replaces_results(shared, tmp_path, monkeypatc
     for r in records:
         assert all(k in r for k in FIELDS) and r['device'] == 'cpu'
         assert r['project_img_s'] > 0 and r['fastai_img_s'] > 0 and r['ceiling_img_s'] > 0
-        assert 0 <= r['project_val_roc_auc'] <= 1 and r['n_train'] == 64
+        assert math.isfinite(r['project_val_roc_auc']) and (r['n_train'], r['n_valid']) == (64, 21)
+        assert r['fraction_of_ceiling'] == pytest.approx(r['project_img_s'] / r['ceiling_img_s'], abs=2e-3)
     assert 'project_img_s' in proc.stdout and 'bench-1.json' in proc.stdout

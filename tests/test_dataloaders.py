@@ -3,8 +3,11 @@ import pytest
 import torch
 from PIL import Image
 
+import numpy as np
+
 from conftest import run_cli
-from pneumonia_nb.dataloaders import split_dataloader, xray_dataloaders
+from pneumonia_nb.data import subset_images, to_gray8
+from pneumonia_nb.dataloaders import inference_dataloader, xray_dataloaders
 
 
 @pytest.fixture(scope='module')
@@ -27,13 +30,14 @@ def test_batches_are_normalised_single_channel_with_both_labels(full_csv, shared
 
 
 def test_test_loader_covers_the_official_test_rows(full_csv, shared):
-    tdl = split_dataloader(full_csv, shared/'chest_xray_224', bs=16)
+    tdl = inference_dataloader(subset_images('test', shared/'chest_xray_224'), shared/'chest_xray_224', bs=16)
     assert len(tdl.dataset) == 40
     x, y = tdl.one_batch()
     assert x.shape == (16, 1, 224, 224)
 
 
-def test_rgb_sample_images_load_as_one_channel(shared, tmp_path):
+def test_rgb_sample_images_load_as_their_luminance(shared, tmp_path):
+    "fastai's PILImageBW opens any file as `L`, so the mode proves nothing: compare the pixels with `to_gray8`."
     csv = tmp_path/'sample.csv'
     run_cli('pneumonia_split', '--data', shared/'chest_xray_sample', '--out', csv)
     dls = xray_dataloaders(csv, shared/'chest_xray_sample', bs=8, size=128)
@@ -41,8 +45,8 @@ def test_rgb_sample_images_load_as_one_channel(shared, tmp_path):
            if Image.open(shared/'chest_xray_sample'/p).mode == 'RGB']
     assert len(rgb) >= 5
     for i in rgb[:5]:
-        img = dls.train_ds[i][0]
-        assert img.mode == 'L'
+        with Image.open(shared/'chest_xray_sample'/dls.train_ds.items.path.iloc[i]) as src:
+            assert np.array_equal(np.asarray(dls.train_ds[i][0]), np.asarray(to_gray8(src)))
 
 
 def test_show_batch_cli_writes_a_picture(full_csv, shared, tmp_path):

@@ -30,7 +30,7 @@ def test_grid_survives_a_kill_and_skips_finished_runs(shared, tmp_path):
     assert '[1/4] cnn-seed0: skipped' in resumed
     assert all(f'{p}: ran' in resumed or f'{p}: evaluated' in resumed for p in POINTS[1:])
     assert (first/'eval'/'metrics.json').read_bytes() == finished_first
-    assert len(list((out/'_incomplete').iterdir())) <= 1
+    assert len(list((out/'_incomplete').iterdir())) == 1   # the point killed while training, set aside
 
     runs = pd.read_csv(out/'runs.csv')
     assert sorted(runs.run) == POINTS
@@ -55,3 +55,13 @@ def test_grid_survives_a_kill_and_skips_finished_runs(shared, tmp_path):
     assert sorted(n for n in names if n != 'leaderboard') == POINTS
     assert all('test_roc_auc' in r.data.metrics for r in logged if r.info.run_name != 'leaderboard')
     assert names.count('leaderboard') >= 1
+
+
+def test_relative_out_and_failures_exit_non_zero(tmp_path):
+    "A relative `out:` is read from the current folder, and a grid with a failed point exits non-zero."
+    for c in ('NORMAL', 'PNEUMONIA'): (tmp_path/'empty'/c).mkdir(parents=True)
+    (tmp_path/'g.yaml').write_text("name: broken\ndata: empty\nout: rel/out\nbase: {epochs: 1, img_size: 64, device: cpu}\ngrid: {arch: [cnn]}\n")
+    proc = run_cli('pneumonia_experiments', 'g.yaml', check=False, cwd=tmp_path)
+    assert proc.returncode != 0 and '1 point(s) failed' in proc.stderr, proc.stdout + proc.stderr
+    err = json.loads((tmp_path/'rel'/'out'/'cnn'/'error.json').read_text())
+    assert err['stage'] == 'train' and 'hold no files' in err['error']

@@ -48,7 +48,7 @@ def test_never_overwrites_a_different_split(full_split, shared):
     before = full_split[0].read_bytes()
     proc = run_cli('pneumonia_split', '--data', shared/'chest_xray_224', '--out', full_split[0], '--seed', '3', check=False)
     assert proc.returncode != 0
-    assert 'already exists and differs' in proc.stderr and str(full_split[0]) in proc.stderr
+    assert 'already exists and differs' in proc.stderr and str(full_split[0]) in proc.stderr and '--force' in proc.stderr
     assert full_split[0].read_bytes() == before
 
 

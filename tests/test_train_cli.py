@@ -1,10 +1,12 @@
 "`pneumonia_train` end to end on the raw-looking sample, on the CPU (issue 3, acceptance 1-4)."
 import json, time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from sklearn.metrics import roc_auc_score
 
 from conftest import run_cli
 from pneumonia_nb.dataloaders import xray_dataloaders
@@ -96,5 +98,43 @@ def test_cache_backend_trains_from_the_cli(shared, tmp_path, monkeypatch):
     monkeypatch.setenv('PNEUMONIA_CACHE', str(tmp_path/'cache'))
     d = train(shared, tmp_path/'runs', 'cnn', '--backend', 'cache', '--no_mlflow')
     assert json.loads((d/'config.json').read_text())['config']['backend'] == 'cache'
-    assert 0 <= json.loads((d/'metrics.json').read_text())['roc_auc'] <= 1
+    preds = pd.read_csv(d/'valid_predictions.csv')
+    assert json.loads((d/'metrics.json').read_text())['roc_auc'] == pytest.approx(roc_auc_score(preds.label == 'PNEUMONIA', preds.prob_pneumonia))
     assert len(list((tmp_path/'cache').glob('xray-64-squish-*.npy'))) == 1
+
+
+def test_relative_paths_from_another_folder(shared, tmp_path):
+    "The README's `--out runs`: papermill runs the notebook inside the run folder, so relative paths must not land twice."
+    (tmp_path/'data').symlink_to(shared/'chest_xray_sample')
+    proc = run_cli('pneumonia_train', '--data', 'data', '--arch', 'cnn', '--out', 'runs', *TINY, '--no_mlflow', cwd=tmp_path)
+    d = Path(proc.stdout.strip().splitlines()[-1])
+    assert d.parent == tmp_path/'runs' and (d/'config.json').is_file() and (d/'model.json').is_file()
+    assert not (d/'runs').exists()
+    ev = run_cli('pneumonia_eval', d.relative_to(tmp_path), '--data', 'data', cwd=tmp_path)
+    assert (d/'eval'/'metrics.json').is_file() and 'on test (40 images' in ev.stdout
+
+
+def test_bad_arguments_fail_before_a_kernel_starts(shared, tmp_path):
+    t0 = time.time()
+    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'resnet81', '--out', tmp_path/'runs', check=False)
+    assert proc.returncode != 0 and "Unknown architecture 'resnet81'" in proc.stderr and 'Traceback' not in proc.stderr
+    assert time.time() - t0 < 15 and not (tmp_path/'runs').exists()
+
+
+def test_a_failed_run_is_marked(tmp_path):
+    empty = tmp_path/'empty'
+    for c in ('NORMAL', 'PNEUMONIA'): (empty/c).mkdir(parents=True)
+    proc = run_cli('pneumonia_train', '--data', empty, '--arch', 'cnn', '--out', tmp_path/'runs', *TINY, '--no_mlflow', check=False)
+    assert proc.returncode != 0 and 'training failed' in proc.stderr
+    (d,) = (tmp_path/'runs').iterdir()
+    err = json.loads((d/'error.json').read_text())
+    assert err['stage'] == 'train' and 'hold no files' in err['error'] and (d/'train.ipynb').is_file()
+
+
+def test_help_lists_every_config_field_with_its_help():
+    import dataclasses
+    from fastcore.docments import docments
+    from pneumonia_nb.train import TrainConfig
+    text = ' '.join(run_cli('pneumonia_train', '--help').stdout.split())
+    docs = docments(TrainConfig)
+    for f in dataclasses.fields(TrainConfig): assert f'--{f.name}' in text and docs[f.name] in text, f.name
