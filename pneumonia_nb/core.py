@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import fastcore.xtras  # noqa: F401  (patches Path.read_json and Path.write_json, used across the project)
-from sklearn.metrics import (average_precision_score, brier_score_loss, confusion_matrix,
-                             precision_recall_fscore_support, roc_auc_score)
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, logit
+from sklearn.metrics import (average_precision_score, brier_score_loss, confusion_matrix, log_loss,
+                             precision_recall_fscore_support, roc_auc_score, roc_curve)
 
 import pneumonia_nb
 
@@ -20,8 +22,9 @@ import pneumonia_nb
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['DEVICES', 'shared_data', 'sha256_file', 'git_state', 'resolve_device', 'run_environment', 'record_failure',
-           'expected_calibration_error', 'binary_metrics']
+__all__ = ['DEVICES', 'THRESHOLD_RULE', 'shared_data', 'sha256_file', 'git_state', 'resolve_device', 'run_environment',
+           'record_failure', 'expected_calibration_error', 'binary_metrics', 'choose_threshold', 'apply_temperature',
+           'fit_temperature', 'decision_rule']
 
 # %% ../nbs/00_core.ipynb #c0e00006
 def shared_data() -> Path:
@@ -89,3 +92,34 @@ def binary_metrics(labels, probs, threshold:float=0.5) -> dict:
     return dict(accuracy=float((tp + tn) / len(y)), sensitivity=float(sensitivity), specificity=float(tn / (tn + fp)) if tn + fp else 0.0,
                 precision=float(precision), f1=float(f1), roc_auc=float(roc_auc_score(y, p)), pr_auc=float(average_precision_score(y, p)),
                 brier=float(brier_score_loss(y, p)), ece=expected_calibration_error(y, p))
+
+# %% ../nbs/00_core.ipynb #d3e68269
+def choose_threshold(labels, probs) -> float:
+    "Youden's J threshold from validation `labels` (1 = PNEUMONIA) and PNEUMONIA `probs`; predict pneumonia when p >= it."
+    fpr, tpr, thr = roc_curve(np.asarray(labels).astype(int), probs)
+    keep = np.isfinite(thr)
+    j, thr = (tpr - fpr)[keep], thr[keep]
+    best = np.flatnonzero(j == j.max())
+    return float(thr[best[np.argmin(abs(thr[best] - 0.5))]])
+
+# %% ../nbs/00_core.ipynb #e14166eb
+def apply_temperature(probs, temperature:float=1.0) -> np.ndarray:
+    "PNEUMONIA probabilities `probs` with their logit divided by `temperature` (1: unchanged)."
+    return expit(logit(np.clip(np.asarray(probs, float), 1e-7, 1 - 1e-7)) / temperature)
+
+def fit_temperature(labels, probs) -> float:
+    "The temperature that minimises the log loss of `apply_temperature(probs, T)` for 0/1 `labels`."
+    y = np.asarray(labels).astype(int)
+    res = minimize_scalar(lambda t: log_loss(y, apply_temperature(probs, np.exp(t)), labels=[0, 1]), bounds=(-4, 4), method='bounded')
+    return float(np.exp(res.x))
+
+# %% ../nbs/00_core.ipynb #43366508
+THRESHOLD_RULE = "Youden's J (max sensitivity + specificity - 1) on the temperature-calibrated validation predictions"
+
+def decision_rule(labels, probs) -> dict:
+    "Temperature, threshold (calibrated scale) and validation metrics at it, from validation `labels` and uncalibrated `probs`."
+    temperature = fit_temperature(labels, probs)
+    calibrated = apply_temperature(probs, temperature)
+    threshold = choose_threshold(labels, calibrated)
+    return dict(temperature=temperature, threshold=dict(value=threshold, rule=THRESHOLD_RULE, chosen_on='valid', n_valid=len(calibrated)),
+                valid_metrics=binary_metrics(labels, calibrated, threshold))

@@ -15,9 +15,9 @@ from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
 __all__ = ['CLASSES', 'OFFICIAL_SPLITS', 'IMAGE_EXTS', 'DATA_HELP', 'MIN_SIDE', 'VALID_FRAC', 'SPLIT_COLUMNS', 'SUBSETS',
-           'patient_id', 'pathogen', 'find_data_root', 'list_files', 'to_gray8', 'load_gray', 'check_image',
-           'scan_images', 'split_groups', 'duplicate_sets', 'assign_valid', 'split_scan', 'make_split', 'save_split',
-           'load_split', 'subset_images', 'split_report', 'pneumonia_split']
+           'patient_id', 'pathogen', 'find_data_root', 'list_files', 'to_gray8', 'load_gray', 'gray_problem',
+           'check_image', 'scan_images', 'split_groups', 'duplicate_sets', 'assign_valid', 'split_scan', 'make_split',
+           'save_split', 'load_split', 'subset_images', 'split_report', 'pneumonia_split']
 
 # %% ../nbs/01_data.ipynb #0a1ae348
 CLASSES = ('NORMAL', 'PNEUMONIA')
@@ -104,6 +104,12 @@ def load_gray(path) -> Image.Image:
 # %% ../nbs/01_data.ipynb #055d8854
 MIN_SIDE = 64  # px; the smallest real image in the dataset is 384 px on its shorter side
 
+def gray_problem(gray:Image.Image, min_side:int=MIN_SIDE) -> str|None:
+    "Why a decoded grayscale image cannot be a chest X-ray (too small, or blank), or None."
+    if min(gray.size) < min_side: return f'too small for a chest X-ray: {gray.width}x{gray.height} px (shorter side < {min_side})'
+    lo, hi = gray.getextrema()
+    return f'blank: every pixel is {lo}' if lo == hi else None
+
 def check_image(path, min_side:int=MIN_SIDE) -> dict:
     "Decode `path`: its `width`, `height`, `mode`, a `pixel_hash` of the grayscale pixels, and a `problem` (None if fine)."
     path = Path(path)
@@ -117,11 +123,7 @@ def check_image(path, min_side:int=MIN_SIDE) -> dict:
     except UnidentifiedImageError: return {**info, 'problem': 'not an image (no known image format)'}
     except (OSError, SyntaxError, ValueError) as e: return {**info, 'problem': f'unreadable: {e}'}
     info['pixel_hash'] = hashlib.sha1(f'{gray.width}x{gray.height}'.encode() + gray.tobytes()).hexdigest()
-    lo, hi = gray.getextrema()
-    if min(gray.size) < min_side:
-        info['problem'] = f'too small for a chest X-ray: {gray.width}x{gray.height} px (shorter side < {min_side})'
-    elif lo == hi: info['problem'] = f'blank: every pixel is {lo}'
-    return info
+    return {**info, 'problem': gray_problem(gray, min_side)}
 
 # %% ../nbs/01_data.ipynb #e8188bca
 def scan_images(data, min_side:int=MIN_SIDE, workers:int|None=None, splits=OFFICIAL_SPLITS) -> pd.DataFrame:
@@ -228,7 +230,8 @@ def subset_images(subset:str, data=None, split=None) -> pd.DataFrame:
     "`path` and `label` of `subset`: `test` from the data folder `data` (official test, checked), `train`/`valid` from the split table or CSV `split`."
     if subset not in SUBSETS: raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
     if subset == 'test':
-        scan = scan_images(data, splits=('test',))
+        root, layout = find_data_root(data)
+        scan = scan_images(data, splits=('test',) if 'test' in layout or not _has_classes(root) else ('train',))
         rows = scan[scan.problem.isna()]
     else:
         df = split if isinstance(split, pd.DataFrame) else load_split(split)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_dataloaders.ipynb #1c718d29
 from __future__ import annotations
-import hashlib, os
+import hashlib, math, os
 from collections import Counter
 from pathlib import Path
 
@@ -13,24 +13,29 @@ import pandas as pd
 import torch
 from PIL import Image
 import pneumonia_nb.core  # noqa: F401  (before fastai: quiets its torch.jit warning)
-from fastai.vision.all import (DataBlock, DataLoaders, TfmdDL, ImageBlock, CategoryBlock, PILImageBW, ColReader, IndexSplitter,
-                               IntToFloatTensor, Resize, ResizeMethod, Normalize, TensorCategory, TensorImageBW, aug_transforms, set_seed)
+from fastai.vision.all import (DataBlock, DataLoaders, DisplayedTransform, TfmdDL, ImageBlock, CategoryBlock, PILImageBW, ColReader,
+                               IndexSplitter, IntToFloatTensor, RandomResizedCropGPU, Resize, ResizeMethod, Normalize, TensorCategory,
+                               TensorImage, TensorImageBW, aug_transforms, set_seed)
 from fastai.callback.data import WeightedDL  # noqa: F401  (registers DataBlock.weighted_dataloaders)
 from fastcore.basics import store_attr
 from fastcore.parallel import parallel
 from fastcore.script import call_parse
-from .data import CLASSES, find_data_root, load_gray, load_split
+from .data import CLASSES, find_data_root, load_gray, load_split, to_gray8
 
 # %% auto #0
-__all__ = ['RESIZE_METHODS', 'XRAY_STATS', 'BALANCE', 'BACKENDS', 'CACHE_VERSION', 'ReadXray', 'xray_augmentations',
-           'xray_datablock', 'class_weights', 'xray_dataloaders', 'inference_dataloader', 'cache_dir', 'cache_key',
-           'build_cache', 'CachedImages', 'CachedDL', 'cached_dataloaders', 'pneumonia_show_batch']
+__all__ = ['RESIZE_METHODS', 'XRAY_STATS', 'NORMS', 'BALANCE', 'BACKENDS', 'CACHE_VERSION', 'ReadXray', 'xray_augmentations',
+           'StandardizeEachImage', 'xray_batch_tfms', 'xray_datablock', 'class_weights', 'xray_dataloaders',
+           'inference_dataloader', 'cache_dir', 'cache_key', 'build_cache', 'CachedImages', 'CachedDL',
+           'cached_dataloaders', 'pneumonia_show_batch']
 
 # %% ../nbs/02_dataloaders.ipynb #4739c8af
 class ReadXray:
-    "Read the image at a split row's `path` under `root` as 8-bit grayscale (picklable, unlike a lambda)."
-    def __init__(self, root): store_attr(root=Path(root))
-    def __call__(self, row) -> Image.Image: return load_gray(self.root/row['path'])
+    "A row's image as 8-bit grayscale: its `image` (PIL) if it has one, else the file at its `path` under `root` (picklable, unlike a lambda)."
+    def __init__(self, root=None): store_attr(root=Path(root or '.'))
+    def __call__(self, row) -> Image.Image:
+        if (img := row.get('image')) is None: return load_gray(self.root/row['path'])
+        img.load()   # decode now: fastai wraps the pixels, not a lazily opened file
+        return to_gray8(img)
 
 # %% ../nbs/02_dataloaders.ipynb #186a40bc
 RESIZE_METHODS = {'squish': ResizeMethod.Squish, 'pad': ResizeMethod.Pad, 'crop': ResizeMethod.Crop}
@@ -44,14 +49,37 @@ def xray_augmentations(aug_mult:float=1.0) -> list:
 # %% ../nbs/02_dataloaders.ipynb #0b7fcbf8
 XRAY_STATS = ([0.4828], [0.2359])  # mean, std of train-split pixels in [0, 1] (measured in 02_dataloaders)
 
+# %% ../nbs/02_dataloaders.ipynb #5feb8ef3
+NORMS = ('dataset', 'image')
+
+class StandardizeEachImage(DisplayedTransform):
+    "Per-image contrast normalisation: each image of a batch to zero mean and unit standard deviation."
+    order = 99
+    def encodes(self, x:TensorImage): return (x - x.mean((1, 2, 3), keepdim=True)) / x.std((1, 2, 3), keepdim=True).clamp_min(1e-6)
+    def decodes(self, x:TensorImage):
+        lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
+        return (x - lo) / (hi - lo).clamp_min(1e-6)
+
+# %% ../nbs/02_dataloaders.ipynb #cb06d460
+def xray_batch_tfms(aug_mult:float=1.0, aspect_jitter:float=0.0, norm:str='dataset', size:int=224) -> list:
+    "Every batch transform, in order: augmentation and aspect/scale jitter (training batches only), then normalisation."
+    if norm not in NORMS: raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    tfms = xray_augmentations(aug_mult)
+    if aspect_jitter > 0:
+        crop = RandomResizedCropGPU(size, min_scale=1 - aspect_jitter, ratio=(math.exp(-aspect_jitter), math.exp(aspect_jitter)))
+        crop.split_idx = 0   # training batches only: validation and prediction see the whole film
+        tfms.append(crop)
+    return [*tfms, Normalize.from_stats(*XRAY_STATS) if norm == 'dataset' else StandardizeEachImage()]
+
 # %% ../nbs/02_dataloaders.ipynb #bf69388b
-def xray_datablock(root, valid_idx, size:int=224, resize_method:str='squish', aug_mult:float=1.0, stats=XRAY_STATS) -> DataBlock:
+def xray_datablock(root, valid_idx, size:int=224, resize_method:str='squish', aug_mult:float=1.0, aspect_jitter:float=0.0,
+                   norm:str='dataset') -> DataBlock:
     "A fastai `DataBlock` over split-table rows under `root`, validating on the rows at `valid_idx`."
     if resize_method not in RESIZE_METHODS: raise ValueError(f"resize_method must be one of {list(RESIZE_METHODS)}, got {resize_method!r}")
     return DataBlock(blocks=(ImageBlock(cls=PILImageBW), CategoryBlock(vocab=list(CLASSES))),
                      get_x=ReadXray(root), get_y=ColReader('label'), splitter=IndexSplitter(valid_idx),
                      item_tfms=Resize(size, method=RESIZE_METHODS[resize_method], pad_mode='zeros'),
-                     batch_tfms=[*xray_augmentations(aug_mult), Normalize.from_stats(*stats)])
+                     batch_tfms=xray_batch_tfms(aug_mult, aspect_jitter, norm, size))
 
 # %% ../nbs/02_dataloaders.ipynb #80b4121f
 BALANCE = ('none', 'sampler', 'loss')
@@ -67,7 +95,8 @@ def class_weights(labels) -> torch.Tensor:
 BACKENDS = ('pil', 'cache')
 
 def xray_dataloaders(split, data, size:int=224, bs:int=64, resize_method:str='squish', aug_mult:float=1.0,
-                     balance:str='none', num_workers:int=0, device=None, backend:str='pil') -> DataLoaders:
+                     balance:str='none', num_workers:int=0, device=None, backend:str='pil', aspect_jitter:float=0.0,
+                     norm:str='dataset') -> DataLoaders:
     "fastai `DataLoaders` (train, valid) for the split table or CSV `split` over the images under `data`."
     if balance not in BALANCE: raise ValueError(f"balance must be one of {BALANCE}, got {balance!r}")
     if backend not in BACKENDS: raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -77,19 +106,19 @@ def xray_dataloaders(split, data, size:int=224, bs:int=64, resize_method:str='sq
         if not (items.split == s).any(): raise ValueError(f"The split has no {s!r} rows; make it with pneumonia_split.")
     root = find_data_root(data)[0]
     wgts = class_weights(items.label)[items.label.map(CLASSES.index)].numpy() if balance == 'sampler' else None
-    if backend == 'cache': return cached_dataloaders(items, root, size, bs, resize_method, aug_mult, wgts, device)
-    dblock = xray_datablock(root, np.flatnonzero(items.split == 'valid'), size, resize_method, aug_mult)
+    if backend == 'cache': return cached_dataloaders(items, root, size, bs, resize_method, aug_mult, wgts, device, aspect_jitter, norm)
+    dblock = xray_datablock(root, np.flatnonzero(items.split == 'valid'), size, resize_method, aug_mult, aspect_jitter, norm)
     kw = dict(bs=bs, num_workers=num_workers, device=device)
     return dblock.dataloaders(items, **kw) if wgts is None else dblock.weighted_dataloaders(items, wgts=wgts, **kw)
 
 # %% ../nbs/02_dataloaders.ipynb #eedc1460
-def inference_dataloader(items:pd.DataFrame, root, size:int=224, resize_method:str='squish', stats=XRAY_STATS, bs:int=64,
+def inference_dataloader(items:pd.DataFrame, root, size:int=224, resize_method:str='squish', norm:str='dataset', bs:int=64,
                          device=None) -> TfmdDL:
-    "Batches of the images in `items` (`path` relative to `root`; targets from `label` if present) with the validation transforms, in order."
+    "Batches of the images in `items` (`path` under `root`, or `image`; targets from `label` if present) with the validation transforms, in order."
     items = pd.DataFrame(items).reset_index(drop=True)
     if items.empty: raise ValueError("No images to predict.")
     template = items.head(1) if 'label' in items else items.head(1).assign(label=CLASSES[0])  # fastai sets its pipeline up on a labelled row
-    dls = xray_datablock(root, [], size, resize_method, aug_mult=0, stats=stats).dataloaders(template, bs=bs, device=device)
+    dls = xray_datablock(root, [], size, resize_method, aug_mult=0, norm=norm).dataloaders(template, bs=bs, device=device)
     return dls.test_dl(items, with_labels='label' in items)
 
 # %% ../nbs/02_dataloaders.ipynb #1016ebd3
@@ -153,12 +182,12 @@ class CachedDL(TfmdDL):
 
 # %% ../nbs/02_dataloaders.ipynb #cd108ff6
 def cached_dataloaders(items:pd.DataFrame, root, size:int=224, bs:int=64, resize_method:str='squish', aug_mult:float=1.0,
-                       wgts=None, device=None, stats=XRAY_STATS) -> DataLoaders:
+                       wgts=None, device=None, aspect_jitter:float=0.0, norm:str='dataset') -> DataLoaders:
     "Train/valid `DataLoaders` over the cache of `items` (split rows), on `device`, with the batch transforms of the PIL path."
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     pixels = torch.from_numpy(np.array(build_cache(root, items.path, size, resize_method))).to(device)
     labels = torch.tensor(items.label.map(CLASSES.index).to_numpy(), device=device)
-    tfms = lambda aug: [IntToFloatTensor(), *xray_augmentations(aug), Normalize.from_stats(*stats)]
+    tfms = lambda aug: [IntToFloatTensor(), *xray_batch_tfms(aug, aspect_jitter if aug else 0, norm, size)]
     dls = []
     for name, aug in (('train', aug_mult), ('valid', 0)):
         m = (items.split == name).to_numpy()

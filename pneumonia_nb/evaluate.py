@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from .core import binary_metrics, resolve_device, sha256_file
+from .core import apply_temperature, binary_metrics, decision_rule, resolve_device, sha256_file
 from fastai.callback.hook import hook_output
 from fastcore.script import call_parse
 from sklearn.calibration import CalibrationDisplay
-from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay, roc_curve
+from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
@@ -26,17 +26,8 @@ from .dataloaders import inference_dataloader
 from .models import load_model
 
 # %% auto #0
-__all__ = ['PLOTS', 'choose_threshold', 'bootstrap_report', 'tta_views', 'predict_images', 'save_plots', 'cam_layer', 'grad_cam',
-           'pick_cases', 'save_gradcam', 'eval_dir', 'evaluate_run', 'format_report', 'pneumonia_eval']
-
-# %% ../nbs/05_evaluate.ipynb #d3e68269
-def choose_threshold(labels, probs) -> float:
-    "Youden's J threshold from validation `labels` (1 = PNEUMONIA) and PNEUMONIA `probs`; predict pneumonia when p >= it."
-    fpr, tpr, thr = roc_curve(np.asarray(labels).astype(int), probs)
-    keep = np.isfinite(thr)
-    j, thr = (tpr - fpr)[keep], thr[keep]
-    best = np.flatnonzero(j == j.max())
-    return float(thr[best[np.argmin(abs(thr[best] - 0.5))]])
+__all__ = ['PLOTS', 'bootstrap_report', 'tta_views', 'predict_images', 'save_plots', 'cam_layer', 'grad_cam', 'pick_cases',
+           'save_gradcam', 'eval_dir', 'stored_decision', 'evaluate_run', 'format_report', 'pneumonia_eval']
 
 # %% ../nbs/05_evaluate.ipynb #8e693109
 def bootstrap_report(labels, probs, threshold:float, n_boot:int=1000, seed:int=0) -> dict:
@@ -54,16 +45,16 @@ def bootstrap_report(labels, probs, threshold:float, n_boot:int=1000, seed:int=0
 def tta_views(x:torch.Tensor, spec:dict) -> list[torch.Tensor]:
     "The batch `x` (normalised) and three mild variants: zoom 1.05, rotations of -5 and +5 degrees."
     x = x.as_subclass(torch.Tensor)
-    black = -spec['mean'][0] / spec['std'][0]
+    black = -spec['mean'][0] / spec['std'][0] if spec.get('norm', 'dataset') == 'dataset' else float(x.amin())
     views = [dict(angle=0.0, scale=1.05), dict(angle=-5.0, scale=1.0), dict(angle=5.0, scale=1.0)]
     return [x] + [TF.affine(x, translate=[0, 0], shear=[0.0, 0.0], fill=black, **v) for v in views]
 
 # %% ../nbs/05_evaluate.ipynb #a621e914
 def predict_images(model:nn.Module, spec:dict, root, items:pd.DataFrame, bs:int=64, device=None, tta:bool=False) -> np.ndarray:
-    "PNEUMONIA probability for each image of `items` (`path` relative to `root`), in order."
+    "The network's own (uncalibrated) PNEUMONIA probability for each image of `items` (`path` relative to `root`), in order."
     device = device or torch.device('cpu')
     model = model.to(device).eval()
-    dl = inference_dataloader(items[['path']], root, spec['img_size'], spec['resize_method'], (spec['mean'], spec['std']), bs=bs, device=device)
+    dl = inference_dataloader(items[['path']], root, spec['img_size'], spec['resize_method'], spec.get('norm', 'dataset'), bs=bs, device=device)
     out = []
     with torch.no_grad():
         for (x,) in dl:
@@ -148,7 +139,7 @@ def pick_cases(preds:pd.DataFrame, threshold:float, per_kind:int=2) -> pd.DataFr
 def save_gradcam(model:nn.Module, spec:dict, root, cases:pd.DataFrame, out, device=None) -> Path:
     "Overlay Grad-CAM maps on the `cases` X-rays and save `out/gradcam.png`, with a colour bar."
     device = device or torch.device('cpu')
-    x = inference_dataloader(cases[['path']], root, spec['img_size'], spec['resize_method'], (spec['mean'], spec['std']), bs=len(cases), device=device).one_batch()[0]
+    x = inference_dataloader(cases[['path']], root, spec['img_size'], spec['resize_method'], spec.get('norm', 'dataset'), bs=len(cases), device=device).one_batch()[0]
     cams = grad_cam(model.to(device).eval(), x).cpu().numpy()
     fig, axs = plt.subplots(1, len(cases), figsize=(2.6 * len(cases) + 0.8, 3.4), squeeze=False)
     for ax, cam, r in zip(axs[0], cams, cases.itertuples()):
@@ -161,32 +152,40 @@ def save_gradcam(model:nn.Module, spec:dict, root, cases:pd.DataFrame, out, devi
 
 # %% ../nbs/05_evaluate.ipynb #49691a91
 def eval_dir(run_dir, subset:str='test', tta:bool=False) -> Path:
-    "Where the evaluation of `run_dir` on `subset` goes."
+    "Where the evaluation of `run_dir` on `subset` goes by default."
     return Path(run_dir)/(('eval' if subset == 'test' else f'eval_{subset}') + ('_tta' if tta else ''))
 
+# %% ../nbs/05_evaluate.ipynb #15e9b0a4
+def stored_decision(model_dir, spec:dict) -> dict:
+    "The model's temperature and threshold: from `model.json`, or recomputed from an older run's `valid_predictions.csv`."
+    if 'threshold' in spec: return dict(temperature=spec.get('temperature', 1.0), threshold=dict(spec['threshold'], source='model.json'))
+    f = Path(model_dir)/'valid_predictions.csv'
+    if not f.is_file(): raise FileNotFoundError(f"{model_dir}: model.json holds no threshold and there is no valid_predictions.csv to choose one from.")
+    v = pd.read_csv(f)
+    rule = decision_rule(v.label == 'PNEUMONIA', v.get('prob_uncalibrated', v.prob_pneumonia))
+    return dict(temperature=rule['temperature'], threshold=dict(rule['threshold'], source='recomputed from valid_predictions.csv'))
+
 # %% ../nbs/05_evaluate.ipynb #75f6b4f3
-def evaluate_run(run_dir, data, subset:str='test', tta:bool=False, n_boot:int=1000, seed:int=0, bs:int=64,
-                 device:str='auto', cams:bool=True) -> dict:
-    "Score `run_dir` on `subset` at the validation-chosen threshold and at 0.5; write and return the report."
-    run_dir, out = Path(run_dir), eval_dir(run_dir, subset, tta)
+def evaluate_run(model_dir, data, subset:str='test', tta:bool=False, n_boot:int=1000, seed:int=0, bs:int=64,
+                 device:str='auto', cams:bool=True, out=None) -> dict:
+    "Score `model_dir` on `subset` of `data` at its stored threshold and at 0.5; write the report to `out` and return it."
+    model_dir = Path(model_dir)
+    out = Path(out) if out else eval_dir(model_dir, subset, tta)
     if (out/'metrics.json').exists(): raise FileExistsError(f"{out} already holds an evaluation; not replacing it.")
-    model, spec = load_model(run_dir)
-    dev, root = resolve_device(device), find_data_root(data)[0]
+    model, spec = load_model(model_dir)
+    decision, dev, root = stored_decision(model_dir, spec), resolve_device(device), find_data_root(data)[0]
+    preds = subset_images(subset, data, model_dir/'split.csv')
     out.mkdir(parents=True, exist_ok=True)
-    valid = subset_images('valid', split=run_dir/'split.csv')
-    valid['prob_pneumonia'] = predict_images(model, spec, root, valid, bs, dev, tta)
-    threshold = choose_threshold(valid.label == 'PNEUMONIA', valid.prob_pneumonia)
-    preds = subset_images(subset, data, run_dir/'split.csv')
-    preds['prob_pneumonia'] = predict_images(model, spec, root, preds, bs, dev, tta)
-    valid.to_csv(out/'valid_predictions.csv', index=False)
+    preds['prob_uncalibrated'] = predict_images(model, spec, root, preds, bs, dev, tta)
+    preds.insert(2, 'prob_pneumonia', apply_temperature(preds.prob_uncalibrated, decision['temperature']))
     preds.to_csv(out/'predictions.csv', index=False)
-    y, p = (preds.label == 'PNEUMONIA').to_numpy(), preds.prob_pneumonia.to_numpy()
-    report = dict(run=run_dir.name, subset=subset, data=str(root), n=len(preds), n_pneumonia=int(y.sum()), tta=tta,
-                  threshold=dict(value=threshold, rule="Youden's J (max sensitivity + specificity - 1) on validation predictions",
-                                 chosen_on='valid', n_valid=len(valid)),
+    y, p, threshold = (preds.label == 'PNEUMONIA').to_numpy(), preds.prob_pneumonia.to_numpy(), decision['threshold']['value']
+    raw = binary_metrics(y, preds.prob_uncalibrated, threshold)
+    report = dict(run=model_dir.name, subset=subset, data=str(root), n=len(preds), n_pneumonia=int(y.sum()), tta=tta, **decision,
                   at_threshold=bootstrap_report(y, p, threshold, n_boot, seed), at_0_5=bootstrap_report(y, p, 0.5, n_boot, seed),
+                  uncalibrated=dict(ece=raw['ece'], brier=raw['brier']),
                   bootstrap=dict(resamples=n_boot, seed=seed, interval='95% percentile'),
-                  model_sha256=sha256_file(run_dir/'model.safetensors'))
+                  model_sha256=sha256_file(model_dir/'model.safetensors'))
     save_plots(preds, threshold, out)
     if cams: save_gradcam(model, spec, root, pick_cases(preds, threshold), out, dev)
     (out/'metrics.json').write_json(report, indent=2)
@@ -198,16 +197,17 @@ def format_report(report:dict) -> str:
     t = report['threshold']['value']
     rows = {m: [f"{report[k][m]['value']:.3f} [{report[k][m]['ci95'][0]:.3f}, {report[k][m]['ci95'][1]:.3f}]" for k in ('at_threshold', 'at_0_5')]
             for m in report['at_threshold']}
-    table = pd.DataFrame(rows, index=[f'threshold {t:.3f} (valid)', 'threshold 0.5']).T
+    table = pd.DataFrame(rows, index=[f'threshold {t:.3f} (stored)', 'threshold 0.5']).T
     return (f"{report['run']} on {report['subset']} ({report['n']} images, {report['n_pneumonia']} pneumonia)"
             f"{', TTA' if report['tta'] else ''}; 95% bootstrap intervals\n{table.to_string()}")
 
 # %% ../nbs/05_evaluate.ipynb #307aaf8c
 @call_parse
 def pneumonia_eval(
-    run_dir:str, # Run folder made by pneumonia_train
-    data:str='data/raw/chest_xray', # Dataset folder (its official test split is scored)
+    model_dir:str, # Model folder: a run made by pneumonia_train, or models/NAME
+    data:str='data/raw/chest_xray', # Labelled images: a dataset folder (its official test split is scored) or a bare NORMAL/ + PNEUMONIA/ folder
     subset:str='test', # Subset to score: test (from --data), or valid / train (from the run's split.csv)
+    out:str=None, # Report folder (default: eval/ inside the model folder)
     tta:bool=False, # Test-time augmentation
     n_boot:int=1000, # Bootstrap resamples
     seed:int=0, # Bootstrap seed
@@ -216,7 +216,7 @@ def pneumonia_eval(
 ):
     "Evaluate a run folder: predictions, metrics with bootstrap intervals at the validation-chosen threshold, plots, Grad-CAM."
     matplotlib.use('Agg')
-    try: report = evaluate_run(run_dir, data, subset, tta, n_boot, seed, bs, device)
+    try: report = evaluate_run(model_dir, data, subset, tta, n_boot, seed, bs, device, out=out)
     except (FileNotFoundError, FileExistsError, ValueError) as e: raise SystemExit(f"pneumonia_eval: {e}") from None
     print(format_report(report))
-    print(eval_dir(run_dir, subset, tta))
+    print(Path(out) if out else eval_dir(model_dir, subset, tta))

@@ -17,7 +17,7 @@ from fastcore.script import call_parse
 from .core import record_failure
 from .evaluate import eval_dir, evaluate_run
 from .models import check_arch
-from .train import TrainConfig, log_to_mlflow, run_training_notebook, tracking_uri
+from .train import TrainConfig, load_recipe, log_to_mlflow, run_training_notebook, tracking_uri
 
 # %% auto #0
 __all__ = ['GRID_KEYS', 'EVAL_KEYS', 'METRICS', 'grid_points', 'point_name', 'point_config', 'load_grid', 'point_report_path',
@@ -33,16 +33,19 @@ def grid_points(spec:dict) -> list[dict]:
 # %% ../nbs/06_experiments.ipynb #7e4e114f
 def point_name(point:dict) -> str:
     "Folder name of a point: the architecture, then `key` + value for the rest (`resnet18-seed0`)."
-    return '-'.join(str(v) if k == 'arch' else f'{k}{v}' for k, v in point.items()).replace('/', '_')
+    return '-'.join(str(v) if k in ('arch', 'variant') else f'{k}{v}' for k, v in point.items()).replace('/', '_')
 
 # %% ../nbs/06_experiments.ipynb #95348446
 def point_config(spec:dict, point:dict) -> TrainConfig:
-    "The `TrainConfig` of one point."
-    arch = point.get('arch', spec['base'].get('arch', TrainConfig.arch))
-    return TrainConfig(**{**spec['base'], **spec['arch_overrides'].get(arch, {}), **point}, data=spec['data'], split=spec['split'])
+    "The `TrainConfig` of one point: the base, the variant's changes, the architecture's overrides, the point's values."
+    point = dict(point)
+    variant = spec.get('variants', {}).get(point.pop('variant', None), {})
+    arch = point.get('arch', variant.get('arch', spec['base'].get('arch', TrainConfig.arch)))
+    kw = {**spec['base'], **variant, **spec['arch_overrides'].get(arch, {}), **point}
+    return TrainConfig(**kw, data=spec['data'], split=spec['split'])
 
 # %% ../nbs/06_experiments.ipynb #0ad126d4
-GRID_KEYS = {'name', 'data', 'split', 'out', 'base', 'grid', 'arch_overrides', 'eval'}
+GRID_KEYS = {'name', 'data', 'split', 'out', 'base', 'grid', 'arch_overrides', 'variants', 'eval'}
 EVAL_KEYS = {'subset', 'tta', 'n_boot', 'seed', 'bs', 'cams'}
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
@@ -54,14 +57,18 @@ def load_grid(path, **overrides) -> dict:
     spec.update({k: v for k, v in overrides.items() if v is not None})
     problems = [f"unknown key {k!r}" for k in set(spec) - GRID_KEYS]
     problems += [f"unknown training parameter {k!r}" for part in ('base', 'grid') for k in (spec.get(part) or {}) if k not in _FIELDS - {'data', 'split'}]
-    problems += [f"arch_overrides.{a}: unknown training parameter {k!r}" for a, o in (spec.get('arch_overrides') or {}).items() for k in o if k not in _FIELDS]
+    problems += [f"{part}.{a}: unknown training parameter {k!r}" for part in ('arch_overrides', 'variants')
+                 for a, o in (spec.get(part) or {}).items() for k in o if k not in _FIELDS]
     problems += [f"eval: unknown key {k!r}" for k in (spec.get('eval') or {}) if k not in EVAL_KEYS]
     problems += [f"grid.{k} must be a non-empty list" for k, v in (spec.get('grid') or {}).items() if not isinstance(v, list) or not v]
     for k in ('name', 'data', 'grid'):
         if not spec.get(k): problems.append(f"missing {k!r}")
     if problems: raise ValueError(f"{path}: " + '; '.join(problems))
-    spec = dict(spec, out=str(Path(spec.get('out') or f"runs/{spec['name']}").resolve()), base=spec.get('base') or {},
+    base = spec.get('base') or {}
+    if 'recipe' in base: base = {**load_recipe(base['recipe']), **base}
+    spec = dict(spec, out=str(Path(spec.get('out') or f"runs/{spec['name']}").resolve()), base=base, variants=spec.get('variants') or {},
                 arch_overrides=spec.get('arch_overrides') or {}, eval=spec.get('eval') or {}, split=spec.get('split'))
+    if spec['variants']: spec['grid'] = {**spec['grid'], 'variant': list(spec['variants'])}
     for point in grid_points(spec):
         try: check_arch(point_config(spec, point).arch)
         except ValueError as e: raise ValueError(f"{path}: point {point_name(point)}: {e}") from None

@@ -116,8 +116,8 @@ def model_cost(arch:str, img_size:int=224) -> dict:
 # %% ../nbs/03_models.ipynb #3334f8ea
 MODEL_FORMAT = 'pneumonia_nb.model/1'
 
-def save_model_files(model:nn.Module, out_dir, arch:str, img_size:int, resize_method:str, mean, std) -> Path:
-    "Write `model.safetensors` and `model.json` into `out_dir`; return the JSON's path."
+def save_model_files(model:nn.Module, out_dir, arch:str, img_size:int, resize_method:str, mean, std, **card) -> Path:
+    "Write `model.safetensors` and `model.json` (with the `card` entries, e.g. threshold and temperature) into `out_dir`; return the JSON's path."
     out_dir = Path(out_dir)
     weights, spec_file = out_dir/'model.safetensors', out_dir/'model.json'
     if weights.exists() or spec_file.exists(): raise FileExistsError(f"{out_dir} already holds a model; not replacing it.")
@@ -125,8 +125,8 @@ def save_model_files(model:nn.Module, out_dir, arch:str, img_size:int, resize_me
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, weights)
     spec = dict(format=MODEL_FORMAT, arch=arch, classes=list(CLASSES), positive_class='PNEUMONIA', in_channels=1,
                 img_size=img_size, resize_method=resize_method, pixel_scale=1/255, mean=list(mean), std=list(std),
-                weights=weights.name, timm_version=timm.__version__)
-    spec_file.write_json(spec, indent=2)
+                norm='dataset', weights=weights.name, timm_version=timm.__version__)
+    spec_file.write_json({**spec, **card}, indent=2)
     return spec_file
 
 # %% ../nbs/03_models.ipynb #baafbe4c

@@ -11,20 +11,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from .core import DEVICES, binary_metrics, record_failure, resolve_device, run_environment, sha256_file
-from fastai.vision.all import (Learner, CrossEntropyLossFlat, RocAucBinary, SaveModelCallback, CSVLogger, accuracy,
+from .core import DEVICES, apply_temperature, decision_rule, record_failure, resolve_device, run_environment, sha256_file
+from fastai.vision.all import (Callback, Learner, CrossEntropyLossFlat, RocAucBinary, SaveModelCallback, CSVLogger, accuracy,
                                skm_to_fastai, set_seed)
+from fastcore.basics import store_attr
 from fastcore.docments import docments
 from fastcore.script import str2bool
 from sklearn.metrics import recall_score
+from timm.utils import ModelEmaV3
+import yaml
 
 from .data import CLASSES, find_data_root, load_split, make_split, save_split
-from .dataloaders import BACKENDS, BALANCE, RESIZE_METHODS, XRAY_STATS, class_weights, xray_dataloaders
+from .dataloaders import BACKENDS, BALANCE, NORMS, RESIZE_METHODS, XRAY_STATS, class_weights, xray_dataloaders
 from .models import check_arch, create_model, save_model_files
 
 # %% auto #0
-__all__ = ['RUN_FILES', 'TRAIN_NOTEBOOK', 'TrainConfig', 'prepare_split', 'build_learner', 'validation_predictions', 'train_run',
-           'new_run_dir', 'tracking_uri', 'log_to_mlflow', 'run_training_notebook', 'train_parser', 'pneumonia_train']
+__all__ = ['RUN_FILES', 'TRAIN_NOTEBOOK', 'RECIPES', 'TrainConfig', 'prepare_split', 'build_learner', 'EMA',
+           'validation_predictions', 'train_run', 'new_run_dir', 'tracking_uri', 'log_to_mlflow',
+           'run_training_notebook', 'load_recipe', 'train_parser', 'pneumonia_train']
 
 # %% ../nbs/04_train.ipynb #9242ef46
 @dataclass
@@ -49,11 +53,16 @@ class TrainConfig:
     mixed_precision:bool = True      # bf16 (or fp16) autocast on CUDA; always fp32 on the CPU
     num_workers:int = 0              # loader worker processes (pil backend)
     backend:str = 'pil'              # pil (per-item decoding) or cache (decode once, augment on the device)
+    aspect_jitter:float = 0.0        # random aspect/scale crops of training batches (0: off; 0.2: aspect x/÷1.22, >= 80% of the film)
+    norm:str = 'dataset'             # intensity normalisation: dataset (fixed mean/std) or image (each film to zero mean, unit std)
+    ema:float = 0.0                  # decay of a moving average of the weights used for validation and the saved model (0: off)
+    recipe:str|None = None           # recipe whose values are the defaults (configs/recipes/NAME.yaml, or a YAML file)
 
     def __post_init__(self):
-        for k, ok in (('balance', BALANCE), ('resize_method', tuple(RESIZE_METHODS)), ('device', DEVICES), ('backend', BACKENDS)):
+        for k, ok in (('balance', BALANCE), ('resize_method', tuple(RESIZE_METHODS)), ('device', DEVICES), ('backend', BACKENDS), ('norm', NORMS)):
             if getattr(self, k) not in ok: raise ValueError(f"{k} must be one of {ok}, got {getattr(self, k)!r}")
         if self.epochs < 1 or self.bs < 1 or self.img_size < 16: raise ValueError(f"epochs, bs must be >= 1 and img_size >= 16: {self}")
+        if not (0 <= self.ema < 1 and 0 <= self.aspect_jitter < 1): raise ValueError(f"ema and aspect_jitter must be in [0, 1): {self}")
         check_arch(self.arch)
         self.data, self.split = _absolute(self.data), _absolute(self.split)
         if isinstance(self.pretrained, (str, Path)): self.pretrained = _absolute(self.pretrained)
@@ -81,14 +90,26 @@ def build_learner(cfg:TrainConfig, dls, path) -> Learner:
     if dls.device.type == 'cuda' and cfg.mixed_precision: learn = learn.to_bf16() if torch.cuda.is_bf16_supported() else learn.to_fp16()
     return learn
 
+# %% ../nbs/04_train.ipynb #295659a3
+class EMA(Callback):
+    "timm's `ModelEmaV3` as a fastai callback: validation, checkpoints and the saved model use the averaged weights."
+    def __init__(self, decay:float=0.99): store_attr()
+    def before_fit(self): self.ema, self.raw = ModelEmaV3(self.model, decay=self.decay, use_warmup=True), None
+    def after_batch(self):
+        if self.training: self.ema.update(self.model, step=self.train_iter)
+    def before_validate(self):
+        self.raw = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.ema.module.state_dict())
+    def before_train(self):
+        if self.raw is not None: self.model.load_state_dict(self.raw); self.raw = None
+
 # %% ../nbs/04_train.ipynb #bb387594
-def validation_predictions(learn:Learner) -> tuple[dict, pd.DataFrame]:
-    "Metrics at threshold 0.5 on the validation split, and the per-image predictions behind them."
+def validation_predictions(learn:Learner) -> tuple[pd.DataFrame, float]:
+    "The best model's uncalibrated PNEUMONIA probability for every validation image, and the mean validation loss."
     probs, targs, losses = learn.get_preds(dl=learn.dls.valid, with_loss=True)
-    p, y = probs[:, CLASSES.index('PNEUMONIA')].float().numpy(), targs.numpy()
-    preds = pd.DataFrame(dict(path=learn.dls.valid_ds.items.path.values, label=[CLASSES[i] for i in y], prob_pneumonia=p))
-    m = binary_metrics(y, p, 0.5)
-    return dict(**{k: m[k] for k in ('accuracy', 'sensitivity', 'specificity', 'roc_auc')}, loss=float(losses.mean()), threshold=0.5, n=len(y)), preds
+    preds = pd.DataFrame(dict(path=learn.dls.valid_ds.items.path.values, label=[CLASSES[i] for i in targs.numpy()],
+                              prob_uncalibrated=probs[:, CLASSES.index('PNEUMONIA')].float().numpy()))
+    return preds, float(losses.mean())
 
 # %% ../nbs/04_train.ipynb #795cf941
 RUN_FILES = ('config.json', 'history.csv', 'metrics.json', 'valid_predictions.csv', 'model.safetensors', 'model.json')
@@ -104,16 +125,20 @@ def train_run(cfg:TrainConfig, run_dir) -> dict:
                   started=datetime.datetime.now().isoformat(timespec='seconds'), environment=run_environment(device))
     (run_dir/'config.json').write_json(record, indent=2, default=str)
     set_seed(cfg.seed, reproducible=True)
-    dls = xray_dataloaders(split_file, cfg.data, size=cfg.img_size, bs=cfg.bs, resize_method=cfg.resize_method,
-                           aug_mult=cfg.aug_mult, balance=cfg.balance, num_workers=cfg.num_workers, device=device, backend=cfg.backend)
+    dls = xray_dataloaders(split_file, cfg.data, size=cfg.img_size, bs=cfg.bs, resize_method=cfg.resize_method, aug_mult=cfg.aug_mult,
+                           balance=cfg.balance, num_workers=cfg.num_workers, device=device, backend=cfg.backend,
+                           aspect_jitter=cfg.aspect_jitter, norm=cfg.norm)
     learn = build_learner(cfg, dls, run_dir)
-    learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=[SaveModelCallback(monitor='roc_auc_score', fname='best', with_opt=False),
-                                                 CSVLogger(fname='history.csv')])
+    learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=[*([EMA(cfg.ema)] if cfg.ema else []), CSVLogger(fname='history.csv'),
+                                                 SaveModelCallback(monitor='roc_auc_score', fname='best', with_opt=False)])
     shutil.rmtree(run_dir/'.checkpoints', ignore_errors=True)
-    metrics, preds = validation_predictions(learn)
+    preds, loss = validation_predictions(learn)
+    rule = decision_rule(preds.label == 'PNEUMONIA', preds.prob_uncalibrated)
+    preds.insert(2, 'prob_pneumonia', apply_temperature(preds.prob_uncalibrated, rule['temperature']))
     preds.to_csv(run_dir/'valid_predictions.csv', index=False)
+    metrics = dict(rule['valid_metrics'], loss=loss, threshold=rule['threshold']['value'], temperature=rule['temperature'], n=len(preds))
     (run_dir/'metrics.json').write_json(metrics, indent=2)
-    save_model_files(learn.model.float(), run_dir, cfg.arch, cfg.img_size, cfg.resize_method, *XRAY_STATS)
+    save_model_files(learn.model.float(), run_dir, cfg.arch, cfg.img_size, cfg.resize_method, *XRAY_STATS, norm=cfg.norm, **rule)
     (run_dir/'config.json').write_json({**record, 'wall_seconds': round(time.time() - started, 1)}, indent=2, default=str)
     return metrics
 
@@ -184,6 +209,17 @@ def run_training_notebook(cfg:TrainConfig, run_dir, notebook=TRAIN_NOTEBOOK) -> 
         raise
     return run_dir/'train.ipynb'
 
+# %% ../nbs/04_train.ipynb #f9e691d9
+RECIPES = importlib.resources.files('pneumonia_nb')/'recipes'   # configs/recipes, linked into the package
+
+def load_recipe(name:str) -> dict:
+    "The `TrainConfig` values of recipe `name` (configs/recipes/NAME.yaml, or a YAML file), with `recipe` set to its name."
+    path = Path(name) if Path(name).suffix in ('.yaml', '.yml') else Path(RECIPES/f'{name}.yaml')
+    if not path.is_file(): raise FileNotFoundError(f"No recipe {name!r} ({path}); the recipes are {sorted(p.stem for p in Path(RECIPES).glob('*.yaml'))}.")
+    values = yaml.safe_load(path.read_text()) or {}
+    if bad := sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)}): raise ValueError(f"{path}: unknown training parameter(s) {bad}")
+    return {**values, 'recipe': path.stem}
+
 # %% ../nbs/04_train.ipynb #30618cbd
 _PARSERS = {'int': int, 'float': float, 'bool': str2bool, 'bool | str': lambda v: v if Path(v).suffix else str2bool(v)}
 
@@ -201,9 +237,11 @@ def train_parser() -> argparse.ArgumentParser:
 # %% ../nbs/04_train.ipynb #2c3c3d88
 def pneumonia_train(argv=None):
     "Train one model by executing the training notebook with papermill into a new run folder; print that folder last."
-    args = vars(train_parser().parse_args(argv))
-    out, experiment, no_mlflow = args.pop('out'), args.pop('experiment'), args.pop('no_mlflow')
+    parser = train_parser()
     try:
+        if recipe := parser.parse_known_args(argv)[0].recipe: parser.set_defaults(**load_recipe(recipe))
+        args = vars(parser.parse_args(argv))
+        out, experiment, no_mlflow = args.pop('out'), args.pop('experiment'), args.pop('no_mlflow')
         cfg = TrainConfig(**args)
         find_data_root(cfg.data)
         if cfg.split: load_split(cfg.split)

@@ -1,5 +1,5 @@
 "`pneumonia_eval` on a run trained on the raw-looking sample (issue 4, acceptance 1)."
-import json
+import json, shutil
 
 import pandas as pd
 import pytest
@@ -7,7 +7,7 @@ from sklearn.metrics import accuracy_score, recall_score, roc_auc_score
 
 from conftest import run_cli
 
-FILES = ('predictions.csv', 'valid_predictions.csv', 'metrics.json', 'confusion.png', 'roc.png', 'pr.png',
+FILES = ('predictions.csv', 'metrics.json', 'confusion.png', 'roc.png', 'pr.png',
          'reliability.png', 'scores.png', 'gradcam.png')
 METRICS = ('accuracy', 'sensitivity', 'specificity', 'precision', 'f1', 'roc_auc', 'pr_auc', 'brier', 'ece')
 
@@ -43,7 +43,7 @@ def test_metrics_match_sklearn_on_predictions_csv(evaluated):
     ev, _ = evaluated
     report = json.loads((ev/'metrics.json').read_text())
     pr = pd.read_csv(ev/'predictions.csv')
-    assert list(pr.columns) == ['path', 'label', 'prob_pneumonia']
+    assert list(pr.columns) == ['path', 'label', 'prob_pneumonia', 'prob_uncalibrated']
     y = (pr.label == 'PNEUMONIA').astype(int)
     for at, t in (('at_threshold', report['threshold']['value']), ('at_0_5', 0.5)):
         pred = (pr.prob_pneumonia >= t).astype(int)
@@ -63,3 +63,18 @@ def test_existing_evaluation_is_never_replaced(evaluated, run, shared):
     proc = run_cli('pneumonia_eval', run, '--data', shared/'chest_xray_sample', check=False)
     assert proc.returncode != 0 and 'already holds an evaluation' in proc.stderr
     assert (evaluated[0]/'metrics.json').read_bytes() == before
+
+
+def test_a_bare_folder_is_scored_with_the_stored_threshold_and_out_keeps_the_model_folder_clean(run, shared, tmp_path):
+    "Issue 10, acceptance 3: another hospital's NORMAL/ + PNEUMONIA/ folder, scored without any validation images."
+    bare = tmp_path/'films'
+    shutil.copytree(shared/'chest_xray_sample'/'test', bare)
+    model = tmp_path/'model'
+    shutil.copytree(run, model, ignore=shutil.ignore_patterns('eval*', 'split.csv', 'valid_predictions.csv', 'train.ipynb'))
+    out = tmp_path/'report'
+    proc = run_cli('pneumonia_eval', model, '--data', bare, '--out', out)
+    report = json.loads((out/'metrics.json').read_text())
+    stored = json.loads((model/'model.json').read_text())['threshold']
+    assert report['n'] == 40 and report['threshold']['value'] == stored['value'] and report['threshold']['source'] == 'model.json'
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES) and not (model/'eval').exists()
+    assert str(out) in proc.stdout.splitlines()[-1]

@@ -50,7 +50,7 @@ def test_model_files_rebuild_the_trained_model(runs, shared, arch):
     assert (spec['arch'], spec['img_size'], spec['classes']) == (arch, 64, ['NORMAL', 'PNEUMONIA'])
     dls = xray_dataloaders(d/'split.csv', shared/'chest_xray_sample', size=spec['img_size'], bs=64)
     with torch.no_grad(): probs = torch.cat([net(x).softmax(1)[:, 1] for x, _ in dls.valid]).numpy()
-    expected = pd.read_csv(d/'valid_predictions.csv').prob_pneumonia.to_numpy()
+    expected = pd.read_csv(d/'valid_predictions.csv').prob_uncalibrated.to_numpy()
     assert abs(probs - expected).max() < 1e-5
 
 
@@ -138,3 +138,14 @@ def test_help_lists_every_config_field_with_its_help():
     text = ' '.join(run_cli('pneumonia_train', '--help').stdout.split())
     docs = docments(TrainConfig)
     for f in dataclasses.fields(TrainConfig): assert f'--{f.name}' in text and docs[f.name] in text, f.name
+
+
+def test_recipe_gives_the_defaults_and_the_command_line_wins(shared, tmp_path, monkeypatch):
+    monkeypatch.setenv('PNEUMONIA_CACHE', str(tmp_path/'cache'))
+    d = train(shared, tmp_path/'runs', 'cnn', '--recipe', 'cpu', '--no_mlflow')   # TINY: --epochs 1 --img_size 64 --bs 32 win
+    cfg = json.loads((d/'config.json').read_text())['config']
+    assert (cfg['recipe'], cfg['backend'], cfg['epochs'], cfg['img_size']) == ('cpu', 'cache', 1, 64)
+    card = json.loads((d/'model.json').read_text())
+    preds = pd.read_csv(d/'valid_predictions.csv')
+    assert card['threshold']['value'] == pytest.approx(json.loads((d/'metrics.json').read_text())['threshold'])
+    assert card['temperature'] > 0 and list(preds.columns) == ['path', 'label', 'prob_pneumonia', 'prob_uncalibrated']

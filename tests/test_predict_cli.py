@@ -1,0 +1,25 @@
+"`pneumonia_predict` on real films: the same probabilities as `pneumonia_eval` (issue 11, acceptance 2)."
+import pandas as pd
+
+from conftest import run_cli
+
+
+def test_predict_equals_eval_and_names_bad_files(shared, tmp_path):
+    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--epochs', '1', '--img_size', '64',
+                   '--out', tmp_path/'runs', '--no_mlflow')
+    run = tmp_path.__class__(proc.stdout.strip().splitlines()[-1])
+    run_cli('pneumonia_eval', run, '--data', shared/'chest_xray_sample', '--out', tmp_path/'eval')
+    out = run_cli('pneumonia_predict', shared/'chest_xray_sample'/'test', '--model', run, '--out', tmp_path/'p.csv').stdout
+    assert out.strip().splitlines()[-1].startswith('40 images: ')
+    pred = pd.read_csv(tmp_path/'p.csv')
+    ev = pd.read_csv(tmp_path/'eval'/'predictions.csv')
+    ev['path'] = [str(shared/'chest_xray_sample'/p) for p in ev.path]
+    both = pred.merge(ev, on='path', suffixes=('', '_eval'))
+    assert len(both) == 40 and (both.prob_pneumonia - both.prob_pneumonia_eval).abs().max() < 1e-5
+    (tmp_path/'x.jpeg').write_text('not a film')
+    mixed = run_cli('pneumonia_predict', tmp_path/'x.jpeg', shared/'chest_xray_sample'/'test'/'NORMAL', '--model', run).stdout
+    assert 'not an image (no known image format)' in mixed and '21 images: ' in mixed
+    none = run_cli('pneumonia_predict', tmp_path/'x.jpeg', '--model', run, check=False)
+    assert none.returncode != 0 and 'no image could be read' in none.stderr
+    again = run_cli('pneumonia_predict', tmp_path/'x.jpeg', '--model', run, '--out', tmp_path/'p.csv', check=False)
+    assert again.returncode != 0 and 'already exists' in again.stderr and len(pd.read_csv(tmp_path/'p.csv')) == 40

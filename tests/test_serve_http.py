@@ -1,0 +1,184 @@
+"`pneumonia_serve` over real HTTP on a loopback port: every endpoint, every kind of bad input, metrics, memory (issue 11)."
+import io, json, os, socket, subprocess, sys, time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import BIN, run_cli
+from pneumonia_nb.predict import Detector
+
+
+def free_port() -> int:
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def run(shared, tmp_path_factory):
+    runs = tmp_path_factory.mktemp('runs')
+    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--epochs', '1', '--img_size', '64', '--out', runs, '--no_mlflow')
+    return runs.__class__(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope='module')
+def server(run, tmp_path_factory):
+    "A real uvicorn server on a free 127.0.0.1 port; stopped after the module."
+    log = tmp_path_factory.mktemp('serve')/'requests.jsonl'
+    port = free_port()
+    proc = subprocess.Popen([str(BIN/'pneumonia_serve'), '--model', str(run), '--port', str(port), '--max_body_mb', '1', '--max_files', '4',
+                             '--log', str(log)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, 'HF_HUB_OFFLINE': '1'})
+    url = f'http://127.0.0.1:{port}'
+    deadline = time.time() + 120
+    while True:
+        assert proc.poll() is None, proc.stdout.read()
+        try:
+            if httpx.get(f'{url}/ready', timeout=2).status_code == 200: break
+        except httpx.HTTPError: pass
+        assert time.time() < deadline, 'server not ready in 120 s'
+        time.sleep(0.5)
+    yield url, proc, log
+    proc.terminate(); proc.wait(10)
+
+
+def post(url, *files, **kw):
+    return httpx.post(f'{url}/predict', files=[('files', f) for f in files], timeout=60, **kw)
+
+
+def film(shared, i=0):
+    f = sorted((shared/'chest_xray_sample'/'test').rglob('*.jpeg'))[i]
+    return f.name, f.read_bytes(), 'image/jpeg'
+
+
+def png(img):
+    buf = io.BytesIO(); img.save(buf, 'PNG' if img.mode != 'CMYK' else 'JPEG'); return buf.getvalue()
+
+
+def rss_mb(pid):
+    return int(next(line for line in open(f'/proc/{pid}/status') if line.startswith('VmRSS')).split()[1]) / 1024
+
+
+def test_endpoints(server, run):
+    url, _, _ = server
+    assert httpx.get(f'{url}/health').json() == {'status': 'alive'}
+    assert httpx.get(f'{url}/ready').json()['ready'] is True
+    card = httpx.get(f'{url}/model').json()
+    assert card['arch'] == 'cnn' and card['threshold']['value'] == json.loads((run/'model.json').read_text())['threshold']['value']
+    assert '/predict' in httpx.get(f'{url}/openapi.json').json()['paths'] and httpx.get(f'{url}/docs').status_code == 200
+
+
+def test_predictions_equal_the_library_for_every_image_mode(server, run, shared):
+    "16-bit, RGBA, CMYK and palette images are converted exactly as in training: the served probability is the library's."
+    url, _, _ = server
+    base = Image.open(shared/'chest_xray_sample'/'test'/'NORMAL'/sorted(os.listdir(shared/'chest_xray_sample'/'test'/'NORMAL'))[0])
+    variants = {'L': base, 'I;16': Image.fromarray(np.asarray(base).astype(np.uint16) * 257), 'RGBA': base.convert('RGBA'),
+                'CMYK': base.convert('CMYK'), 'P': base.convert('P')}
+    files = [(f'{k.replace(";", "")}.png', png(v), 'image/png') for k, v in variants.items()][:4]
+    r = post(url, *files)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body['request_id'] == r.headers['x-request-id'] and body['model']['id'].startswith(run.name)
+    expected = Detector.load(run, device='cpu').predict([f[1] for f in files]).prob_pneumonia.to_numpy()
+    got = np.array([x['prob_pneumonia'] for x in body['results']])
+    assert np.abs(got - expected).max() < 1e-5
+    assert {x['label'] for x in body['results']} <= {'NORMAL', 'PNEUMONIA'} and all('threshold' in x for x in body['results'])
+    palette = post(url, ('P.png', png(variants['P']), 'image/png'))
+    assert palette.status_code == 200
+
+
+BOMB = png(Image.new('1', (30_000, 30_000)))   # a few KB that would decode to 900 million pixels
+
+
+def bad_requests(shared):
+    "(name, files, expected status, expected error text) for each kind of bad input."
+    good = film(shared)
+    return [
+        ('not an image', [('notes.jpeg', b'plain text, not a film', 'image/jpeg')], 415, 'not an image'),
+        ('truncated', [('cut.jpeg', good[1][:len(good[1]) // 3], 'image/jpeg')], 422, 'unreadable'),
+        ('bomb', [('bomb.png', BOMB, 'image/png')], 422, 'too large'),
+        ('blank', [('blank.png', png(Image.new('L', (300, 300))), 'image/png')], 422, 'blank'),
+        ('tiny', [('tiny.png', png(Image.new('L', (4, 4), 9)), 'image/png')], 422, 'too small'),
+        ('too many files', [good] * 5, 413, 'limit is 4'),
+        ('body too large', [('big.jpeg', os.urandom(1_200_000), 'image/jpeg')], 413, 'over the limit'),
+    ]
+
+
+def test_bad_inputs_get_clear_json_errors(server, shared):
+    url, _, _ = server
+    for name, files, status, text in bad_requests(shared):
+        r = post(url, *files)
+        assert r.status_code == status and text in r.text and r.headers['content-type'] == 'application/json', (name, r.status_code, r.text[:300])
+    mixed = post(url, film(shared), ('notes.jpeg', b'nope', 'image/jpeg'))   # one good, one bad: the good one is answered
+    assert mixed.status_code == 200 and mixed.json()['results'][1]['problem'].startswith('not an image')
+    assert httpx.post(f'{url}/predict', timeout=10).status_code == 422   # no files field: FastAPI's validation error
+
+
+def test_500_bad_requests_leave_the_server_healthy_and_lean(server, shared):
+    url, proc, _ = server
+    post(url, film(shared))
+    before = rss_mb(proc.pid)
+    kinds = bad_requests(shared)
+    with httpx.Client(timeout=60) as client:
+        for i in range(500):
+            _, files, status, _ = kinds[i % len(kinds)]
+            assert client.post(f'{url}/predict', files=[('files', f) for f in files]).status_code == status
+    grew = rss_mb(proc.pid) - before
+    assert post(url, film(shared)).status_code == 200
+    assert grew < 50, f'resident memory grew by {grew:.1f} MB'
+
+
+def test_concurrent_requests_are_batched(server, shared):
+    url, _, _ = server
+    def metric(name):
+        fams = {f.name: f for f in text_string_to_metric_families(httpx.get(f'{url}/metrics').text)}
+        return {s.name: s.value for s in fams[name].samples}
+    before = metric('pneumonia_batch_images')
+    with ThreadPoolExecutor(16) as ex: codes = list(ex.map(lambda i: post(url, film(shared, i % 40)).status_code, range(64)))
+    after = metric('pneumonia_batch_images')
+    calls, images = after['pneumonia_batch_images_count'] - before['pneumonia_batch_images_count'], after['pneumonia_batch_images_sum'] - before['pneumonia_batch_images_sum']
+    assert codes == [200] * 64 and images == 64 and calls < 64, (calls, images)
+
+
+def test_metrics_count_what_was_sent_and_the_log_holds_no_images(run, shared, tmp_path):
+    "A fresh server: its counters must equal exactly the requests this test sends."
+    port, log = free_port(), tmp_path/'log.jsonl'
+    proc = subprocess.Popen([str(BIN/'pneumonia_serve'), '--model', str(run), '--port', str(port), '--log', str(log)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, 'HF_HUB_OFFLINE': '1'})
+    url = f'http://127.0.0.1:{port}'
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(f'{url}/ready', timeout=2).status_code == 200: break
+            except httpx.HTTPError: time.sleep(0.5)
+        goods = [post(url, film(shared, i)) for i in range(3)]
+        bad = post(url, ('x.jpeg', b'nope', 'image/jpeg'))
+        text = httpx.get(f'{url}/metrics').text
+    finally: proc.terminate(); proc.wait(10)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples[('pneumonia_requests_total', (('endpoint', '/predict'), ('status', '200')))] == 3
+    assert samples[('pneumonia_requests_total', (('endpoint', '/predict'), ('status', '415')))] == 1
+    assert samples[('pneumonia_rejected_inputs_total', (('reason', 'not_an_image'),))] == 1
+    labels = [g.json()['results'][0]['label'] for g in goods]
+    for label in ('NORMAL', 'PNEUMONIA'):
+        assert samples.get(('pneumonia_predictions_total', (('label', label),)), 0) == labels.count(label)
+    assert samples[('pneumonia_probability_count', ())] == 3 and bad.status_code == 415
+    assert samples[('pneumonia_request_seconds_count', (('endpoint', '/predict'),))] == 4
+    assert any(n == 'pneumonia_model_info' for n, _ in samples)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(records) == 4 and all('latency_ms' in r and 'request_id' in r for r in records)
+    assert records[0]['results'][0]['stats']['width'] > 0 and not list(tmp_path.glob('*.jpeg'))
+
+
+def test_bounded_load_test_runs_without_errors(server, shared, tmp_path):
+    url, _, _ = server
+    out = tmp_path/'load.json'
+    run_cli('pneumonia_loadtest', '--url', url, '--clients', '8', '--requests', '80', '--images', shared/'chest_xray_sample'/'test', '--out', out)
+    result = json.loads(out.read_text())
+    assert result['errors'] == 0 and result['requests'] == 80 and result['images_per_s'] > 0 and result['p50_ms'] <= result['p99_ms']
+
+
+def test_serve_refuses_a_folder_without_a_model(tmp_path):
+    proc = subprocess.run([str(BIN/'pneumonia_serve'), '--model', str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and 'is not a model folder' in proc.stderr
