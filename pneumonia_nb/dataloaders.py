@@ -157,8 +157,8 @@ def build_cache(root, paths, size:int=224, resize_method:str='squish', folder=No
 
 # %% ../nbs/02_dataloaders.ipynb #168620c6
 class CachedImages:
-    "uint8 images `(N, 1, S, S)` and labels on one device, with the split rows they came from (`items`)."
-    def __init__(self, images:torch.Tensor, labels:torch.Tensor, items:pd.DataFrame): store_attr()
+    "uint8 images `(N, 1, S, S)` and labels on one device, with the split rows they came from (`items`); `split_idx` 0 (train) or 1 (valid)."
+    def __init__(self, images:torch.Tensor, labels:torch.Tensor, items:pd.DataFrame, split_idx:int|None=None): store_attr()
     def __len__(self): return len(self.labels)
     def __getitem__(self, i): return TensorImageBW(self.images[i]), TensorCategory(self.labels[i])
 
@@ -191,8 +191,8 @@ def cached_dataloaders(items:pd.DataFrame, root, size:int=224, bs:int=64, resize
     dls = []
     for name, aug in (('train', aug_mult), ('valid', 0)):
         m = (items.split == name).to_numpy()
-        ds = CachedImages(pixels[torch.from_numpy(m).to(device)], labels[torch.from_numpy(m).to(device)], items[m].reset_index(drop=True))
-        train = name == 'train'
+        train = name == 'train'   # split_idx tells fastai's transforms which are training-only (as a Datasets split would)
+        ds = CachedImages(pixels[torch.from_numpy(m).to(device)], labels[torch.from_numpy(m).to(device)], items[m].reset_index(drop=True), 0 if train else 1)
         dls.append(CachedDL(ds, bs=bs, shuffle=train, drop_last=train, wgts=wgts[m] if train and wgts is not None else None,
                             after_batch=tfms(aug), device=device))
     return DataLoaders(*dls, device=device)

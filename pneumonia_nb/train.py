@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #4a67b4b2
 from __future__ import annotations
-import argparse, dataclasses, datetime, importlib.resources, os, shutil, time
+import argparse, dataclasses, datetime, importlib.resources, os, shutil, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from .dataloaders import BACKENDS, BALANCE, NORMS, RESIZE_METHODS, XRAY_STATS, c
 from .models import check_arch, create_model, save_model_files
 
 # %% auto #0
-__all__ = ['RUN_FILES', 'TRAIN_NOTEBOOK', 'RECIPES', 'TrainConfig', 'prepare_split', 'build_learner', 'EMA',
+__all__ = ['RUN_FILES', 'TRAIN_NOTEBOOK', 'RECIPES', 'TrainConfig', 'prepare_split', 'build_learner', 'EMA', 'TerminalProgress',
            'validation_predictions', 'train_run', 'new_run_dir', 'tracking_uri', 'log_to_mlflow',
            'run_training_notebook', 'load_recipe', 'train_parser', 'pneumonia_train']
 
@@ -103,6 +103,20 @@ class EMA(Callback):
     def before_train(self):
         if self.raw is not None: self.model.load_state_dict(self.raw); self.raw = None
 
+# %% ../nbs/04_train.ipynb #34036ef8
+class TerminalProgress(Callback):
+    "One line per epoch on the process's real standard error (the terminal, even under papermill)."
+    order = 70   # after the Recorder has logged the epoch
+    def __init__(self, stream=None): store_attr()
+    def before_fit(self): self.t0 = time.time()
+    def after_epoch(self):
+        names, vals = self.recorder.metric_names, self.recorder.log
+        v = dict(zip(names, vals))
+        done, elapsed = self.epoch + 1, time.time() - self.t0
+        print(f"epoch {done}/{self.n_epoch}  train_loss {v['train_loss']:.4f}  valid_loss {v['valid_loss']:.4f}  "
+              f"roc_auc {v.get('roc_auc_score', float('nan')):.4f}  elapsed {elapsed:.0f}s  remaining ~{elapsed / done * (self.n_epoch - done):.0f}s",
+              file=self.stream or sys.__stderr__, flush=True)
+
 # %% ../nbs/04_train.ipynb #bb387594
 def validation_predictions(learn:Learner) -> tuple[pd.DataFrame, float]:
     "The best model's uncalibrated PNEUMONIA probability for every validation image, and the mean validation loss."
@@ -114,8 +128,8 @@ def validation_predictions(learn:Learner) -> tuple[pd.DataFrame, float]:
 # %% ../nbs/04_train.ipynb #795cf941
 RUN_FILES = ('config.json', 'history.csv', 'metrics.json', 'valid_predictions.csv', 'model.safetensors', 'model.json')
 
-def train_run(cfg:TrainConfig, run_dir) -> dict:
-    "Train `cfg` and write the run folder `run_dir`; returns the validation metrics."
+def train_run(cfg:TrainConfig, run_dir, progress:bool=True) -> dict:
+    "Train `cfg` and write the run folder `run_dir` (one line per epoch on the terminal if `progress`); returns the validation metrics."
     run_dir = Path(run_dir)
     if clash := [f for f in RUN_FILES if (run_dir/f).exists()]: raise FileExistsError(f"{run_dir} already holds a run ({clash}); choose a new folder.")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +143,7 @@ def train_run(cfg:TrainConfig, run_dir) -> dict:
                            balance=cfg.balance, num_workers=cfg.num_workers, device=device, backend=cfg.backend,
                            aspect_jitter=cfg.aspect_jitter, norm=cfg.norm)
     learn = build_learner(cfg, dls, run_dir)
-    learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=[*([EMA(cfg.ema)] if cfg.ema else []), CSVLogger(fname='history.csv'),
+    learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=[*([EMA(cfg.ema)] if cfg.ema else []), *([TerminalProgress()] if progress else []), CSVLogger(fname='history.csv'),
                                                  SaveModelCallback(monitor='roc_auc_score', fname='best', with_opt=False)])
     shutil.rmtree(run_dir/'.checkpoints', ignore_errors=True)
     preds, loss = validation_predictions(learn)
@@ -196,12 +210,12 @@ def log_to_mlflow(run_dir, experiment:str='pneumonia_nb', uri:str|None=None) -> 
 # %% ../nbs/04_train.ipynb #3987b0d4
 TRAIN_NOTEBOOK = importlib.resources.files('pneumonia_nb')/'train.ipynb'  # package data: nbs/train.ipynb, linked into the package
 
-def run_training_notebook(cfg:TrainConfig, run_dir, notebook=TRAIN_NOTEBOOK) -> Path:
+def run_training_notebook(cfg:TrainConfig, run_dir, notebook=TRAIN_NOTEBOOK, progress:bool=True) -> Path:
     "Execute the training notebook for `cfg` with papermill into `run_dir/train.ipynb`; on failure leave `error.json` there."
     import papermill as pm
     run_dir = Path(run_dir).resolve()
     try:
-        pm.execute_notebook(str(notebook), str(run_dir/'train.ipynb'), parameters=dict(config=dataclasses.asdict(cfg), run_dir=str(run_dir)),
+        pm.execute_notebook(str(notebook), str(run_dir/'train.ipynb'), parameters=dict(config=dataclasses.asdict(cfg), run_dir=str(run_dir), progress=progress),
                             kernel_name='python3', cwd=str(run_dir), progress_bar=False,
                             extra_arguments=['--IPKernelApp.log_level=ERROR'])  # quiets the kernel's local-TCP warning
     except Exception as e:
@@ -232,6 +246,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', default='runs', help='folder that receives the new run folder (and the MLflow store)')
     p.add_argument('--experiment', default='pneumonia_nb', help='MLflow experiment name')
     p.add_argument('--no_mlflow', action='store_true', help='do not log the run to MLflow')
+    p.add_argument('--quiet', action='store_true', help='no per-epoch progress lines on the terminal')
     return p
 
 # %% ../nbs/04_train.ipynb #2c3c3d88
@@ -241,13 +256,13 @@ def pneumonia_train(argv=None):
     try:
         if recipe := parser.parse_known_args(argv)[0].recipe: parser.set_defaults(**load_recipe(recipe))
         args = vars(parser.parse_args(argv))
-        out, experiment, no_mlflow = args.pop('out'), args.pop('experiment'), args.pop('no_mlflow')
+        out, experiment, no_mlflow, quiet = args.pop('out'), args.pop('experiment'), args.pop('no_mlflow'), args.pop('quiet')
         cfg = TrainConfig(**args)
         find_data_root(cfg.data)
         if cfg.split: load_split(cfg.split)
     except (ValueError, FileNotFoundError) as e: raise SystemExit(f"pneumonia_train: {e}") from None
     run_dir = new_run_dir(out, cfg)
-    try: run_training_notebook(cfg, run_dir)
+    try: run_training_notebook(cfg, run_dir, progress=not quiet)
     except Exception as e:
         from papermill import PapermillExecutionError
         what = f"in cell {e.exec_count}: {e.ename}: {e.evalue}" if isinstance(e, PapermillExecutionError) else f"{type(e).__name__}: {e}"

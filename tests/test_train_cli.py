@@ -109,6 +109,7 @@ def test_relative_paths_from_another_folder(shared, tmp_path):
     proc = run_cli('pneumonia_train', '--data', 'data', '--arch', 'cnn', '--out', 'runs', *TINY, '--no_mlflow', cwd=tmp_path)
     d = Path(proc.stdout.strip().splitlines()[-1])
     assert d.parent == tmp_path/'runs' and (d/'config.json').is_file() and (d/'model.json').is_file()
+    assert 'epoch 1/1  train_loss' in proc.stderr and 'remaining' in proc.stderr and 'Kernel is running over TCP' not in proc.stderr
     assert not (d/'runs').exists()
     ev = run_cli('pneumonia_eval', d.relative_to(tmp_path), '--data', 'data', cwd=tmp_path)
     assert (d/'eval'/'metrics.json').is_file() and 'on test (40 images' in ev.stdout
@@ -142,7 +143,10 @@ def test_help_lists_every_config_field_with_its_help():
 
 def test_recipe_gives_the_defaults_and_the_command_line_wins(shared, tmp_path, monkeypatch):
     monkeypatch.setenv('PNEUMONIA_CACHE', str(tmp_path/'cache'))
-    d = train(shared, tmp_path/'runs', 'cnn', '--recipe', 'cpu', '--no_mlflow')   # TINY: --epochs 1 --img_size 64 --bs 32 win
+    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--out', tmp_path/'runs', *TINY,
+                   '--recipe', 'cpu', '--no_mlflow', '--quiet')   # TINY: --epochs 1 --img_size 64 --bs 32 win over the recipe
+    d = Path(proc.stdout.strip().splitlines()[-1])
+    assert 'epoch 1/1' not in proc.stderr
     cfg = json.loads((d/'config.json').read_text())['config']
     assert (cfg['recipe'], cfg['backend'], cfg['epochs'], cfg['img_size']) == ('cpu', 'cache', 1, 64)
     card = json.loads((d/'model.json').read_text())
