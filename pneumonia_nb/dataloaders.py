@@ -118,7 +118,8 @@ def inference_dataloader(items:pd.DataFrame, root, size:int=224, resize_method:s
     items = pd.DataFrame(items).reset_index(drop=True)
     if items.empty: raise ValueError("No images to predict.")
     template = items.head(1) if 'label' in items else items.head(1).assign(label=CLASSES[0])  # fastai sets its pipeline up on a labelled row
-    dls = xray_datablock(root, [], size, resize_method, aug_mult=0, norm=norm).dataloaders(template, bs=bs, device=device)
+    dls = xray_datablock(root, [], size, resize_method, aug_mult=0, norm=norm).dataloaders(template, bs=bs, device=device,
+                                                                                       num_workers=0)  # a worker process costs ~70 ms per call
     return dls.test_dl(items, with_labels='label' in items)
 
 # %% ../nbs/02_dataloaders.ipynb #1016ebd3

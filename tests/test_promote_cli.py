@@ -44,7 +44,6 @@ def test_promote_refuses_to_overwrite_keeps_the_index_and_registers_versions(run
 DEFAULT = ROOT/'models'/'default'
 
 
-@pytest.mark.skipif(not DEFAULT.is_dir(), reason='models/default is not committed yet')
 def test_the_committed_default_model_loads_and_its_threshold_is_its_own(shared, tmp_path):
     net, spec = load_model(DEFAULT)
     v = pd.read_csv(DEFAULT/'valid_predictions.csv')
