@@ -242,7 +242,7 @@ def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='pneumonia_train', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 description="Train one model by executing the training notebook with papermill into a new run folder; print that folder last.")
     for name, d in docments(TrainConfig, full=True).items():
-        if name != 'return': p.add_argument(f'--{name}', type=_PARSERS.get(d['anno'], str), default=d['default'], help=d['docment'])
+        if name != 'return': p.add_argument(f'--{name}', type=_PARSERS.get(d['anno'], str), default=d['default'], help=(d['docment'] or '').replace('%', '%%'))
     p.add_argument('--out', default='runs', help='folder that receives the new run folder (and the MLflow store)')
     p.add_argument('--experiment', default='pneumonia_nb', help='MLflow experiment name')
     p.add_argument('--no_mlflow', action='store_true', help='do not log the run to MLflow')
