@@ -32,7 +32,7 @@ $(VENV)/.installed: setup.py settings.ini constraints.txt
 run: install
 	$(BIN)/pneumonia_split --data $(DATA) --out $(SPLIT) --seed $(SEED)
 	$(BIN)/pneumonia_show_batch --split $(SPLIT) --data $(DATA) --out data/processed/batch.png $(if $(IMG_SIZE),--size $(IMG_SIZE)) --seed $(SEED)
-	run=$$($(BIN)/pneumonia_train --recipe $(RECIPE) --data $(DATA) --split $(SPLIT) --seed $(SEED) --out $(RUNS) $(OVERRIDES) | tee /dev/stderr | tail -1) && \
+	run=$$($(BIN)/pneumonia_train --recipe $(RECIPE) --data $(DATA) --split $(SPLIT) --seed $(SEED) --out $(RUNS) $(OVERRIDES) | tee >(cat >&2) | tail -1) && \
 	$(BIN)/pneumonia_eval "$$run" --data $(DATA)
 
 test: install
@@ -41,7 +41,7 @@ test: install
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
 model: install
-	run=$$($(BIN)/pneumonia_train --recipe cpu --data $(DATA) --seed $(SEED) --out $(RUNS)/default | tee /dev/stderr | tail -1) && \
+	run=$$($(BIN)/pneumonia_train --recipe cpu --data $(DATA) --seed $(SEED) --out $(RUNS)/default | tee >(cat >&2) | tail -1) && \
 	$(BIN)/pneumonia_eval "$$run" --data $(DATA) && \
 	$(BIN)/pneumonia_promote "$$run" --name default --force
 
