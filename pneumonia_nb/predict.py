@@ -14,7 +14,7 @@ from fastcore.script import Param, call_parse
 from PIL import Image, UnidentifiedImageError
 
 from .core import apply_temperature, resolve_device, sha256_file
-from .data import CLASSES, IMAGE_EXTS, gray_problem, to_gray8
+from .data import CLASSES, IMAGE_EXTS, _skip, gray_problem, to_gray8
 from .dataloaders import inference_dataloader
 from .evaluate import grad_cam, stored_decision
 from .models import load_model
@@ -46,7 +46,7 @@ def expand_paths(paths) -> list[Path]:
     out = []
     for p in map(Path, paths):
         if p.is_dir(): out += sorted(f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in IMAGE_EXTS
-                                     and not any(part.startswith('.') or part == '__MACOSX' for part in f.relative_to(p).parts))
+                                     and not any(_skip(part) for part in f.relative_to(p).parts))   # the data checks' rule
         else: out.append(p)
     return out
 

@@ -16,6 +16,8 @@ from fastcore.script import call_parse
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+import pneumonia_nb
+
 from .predict import Detector, image_stats, open_xray
 
 # %% auto #0
@@ -131,7 +133,7 @@ def create_app(model_dir='models/default', max_body_mb:float=20, max_files:int=1
         yield
         worker.cancel()
 
-    app = FastAPI(title='pneumonia_nb', version=__import__('pneumonia_nb').__version__, lifespan=lifespan,
+    app = FastAPI(title='pneumonia_nb', version=pneumonia_nb.__version__, lifespan=lifespan,
                   description='NORMAL / PNEUMONIA for paediatric chest X-rays. A research tool, not a medical device.')
     app.add_middleware(BodyLimit, max_bytes=int(max_body_mb * 2**20), on_reject=lambda: metrics.rejected.labels('body_too_large').inc())
 
