@@ -1,7 +1,9 @@
-"`pneumonia_predict` on real films: the same probabilities as `pneumonia_eval` (issue 11, acceptance 2)."
+"`pneumonia_predict` on real films: the same probabilities as `pneumonia_eval` (issue 11, acceptance 2), and the guard's verdict on each (issue 12)."
+import numpy as np
 import pandas as pd
+from PIL import Image
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 
 def test_predict_equals_eval_and_names_bad_files(shared, tmp_path):
@@ -23,3 +25,13 @@ def test_predict_equals_eval_and_names_bad_files(shared, tmp_path):
     assert none.returncode != 0 and 'no image could be read' in none.stderr
     again = run_cli('pneumonia_predict', tmp_path/'x.jpeg', '--model', run, '--out', tmp_path/'p.csv', check=False)
     assert again.returncode != 0 and 'already exists' in again.stderr and len(pd.read_csv(tmp_path/'p.csv')) == 40
+
+
+def test_every_prediction_carries_the_guard_verdict(shared, tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8)).save(tmp_path/'noise.png')
+    out = run_cli('pneumonia_predict', tmp_path/'noise.png', shared/'chest_xray_sample'/'test', '--model', ROOT/'models'/'default',
+                  '--out', tmp_path/'p.csv').stdout
+    pred = pd.read_csv(tmp_path/'p.csv')
+    assert pred.columns[3:5].tolist() == ['in_distribution', 'ood_score'] and pred.in_distribution.notna().all()
+    assert not pred.set_index('path').in_distribution[str(tmp_path/'noise.png')]
+    assert pred.in_distribution.mean() > 0.8 and 'out of distribution' in out.strip().splitlines()[-1]

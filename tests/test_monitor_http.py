@@ -1,0 +1,94 @@
+"Monitoring over real HTTP (issue 12): `pneumonia_serve` with the committed default model flags foreign inputs, fills its window, and `pneumonia_monitor report` on its request log tells a validation window from a shifted one."
+import io, json, os, shutil, subprocess, time
+
+import httpx
+import pandas as pd
+import pytest
+from PIL import Image, ImageEnhance
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import BIN, ROOT, run_cli
+from test_serve_http import free_port
+
+DEFAULT = ROOT/'models'/'default'
+
+
+def jpeg(img):
+    buf = io.BytesIO(); img.save(buf, 'JPEG', quality=95); return buf.getvalue()
+
+
+@pytest.fixture(scope='module')
+def served(tmp_path_factory):
+    "`pneumonia_serve` with models/default on a free 127.0.0.1 port, logging to a temporary file."
+    log = tmp_path_factory.mktemp('monitor')/'requests.jsonl'
+    port = free_port()
+    proc = subprocess.Popen([str(BIN/'pneumonia_serve'), '--model', str(DEFAULT), '--port', str(port), '--log', str(log), '--window', '100'],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, 'HF_HUB_OFFLINE': '1'})
+    url, deadline = f'http://127.0.0.1:{port}', time.time() + 120
+    while True:
+        assert proc.poll() is None, proc.stdout.read()
+        try:
+            if httpx.get(f'{url}/ready', timeout=2).status_code == 200: break
+        except httpx.HTTPError: pass
+        assert time.time() < deadline, 'server not ready in 120 s'
+        time.sleep(0.5)
+    yield url, log
+    proc.terminate(); proc.wait(10)
+
+
+def send(url, images):
+    "POST `images` ((name, bytes) pairs) four to a request; return every result."
+    out = []
+    for i in range(0, len(images), 4):
+        r = httpx.post(f'{url}/predict', files=[('files', (n, b, 'image/jpeg')) for n, b in images[i:i + 4]], timeout=60)
+        assert r.status_code == 200, r.text
+        out += r.json()['results']
+    return out
+
+
+def gauges(url):
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(httpx.get(f'{url}/metrics').text) for s in f.samples}
+
+
+def test_guard_verdicts_monitor_and_drift_reports_from_the_request_log(served, shared, tmp_path):
+    url, log = served
+    data = shared/'chest_xray_224'
+    films = [data/p for p in pd.read_csv(DEFAULT/'reference.csv').path.sample(100, random_state=0)]
+
+    noise = Image.effect_noise((256, 256), 60)
+    foreign = send(url, [('noise.jpeg', jpeg(noise)), ('negative.jpeg', jpeg(Image.eval(Image.open(films[0]).convert('L'), lambda v: 255 - v)))])
+    assert [r['in_distribution'] for r in foreign] == [False, False] and all(r['ood_score'] > 0 for r in foreign)
+    assert gauges(url)[('pneumonia_out_of_distribution_total', ())] == 2
+
+    validation = send(url, [(f.name, f.read_bytes()) for f in films])
+    assert sum(r['in_distribution'] for r in validation) >= 90
+    calm = httpx.get(f'{url}/monitor').json()
+    assert calm['window'] == 100 and calm['inputs_seen'] == 102 and calm['drift']['verdict'] == 'no drift'
+    shutil.copy(log, tmp_path/'validation.jsonl')
+
+    bright = send(url, [(f.name, jpeg(ImageEnhance.Brightness(Image.open(f).convert('L')).enhance(1.25))) for f in films])
+    shifted = httpx.get(f'{url}/monitor').json()
+    assert shifted['drift']['verdict'] == 'drift' and len(bright) == 100
+    g = gauges(url)
+    assert g[('pneumonia_drift_detected', ())] == 1 and g[('pneumonia_monitor_window_images', ())] == 100
+    assert g[('pneumonia_drift_p_value', (('test', 'embeddings'),))] < 0.05
+
+    for name, logfile, verdict in (('validation', tmp_path/'validation.jsonl', 'no drift'), ('shifted', log, 'drift')):
+        out = tmp_path/name
+        proc = run_cli('pneumonia_monitor', 'report', '--model', DEFAULT, '--log', logfile, '--window', '100', '--out', out)
+        summary = json.loads((out/'drift.json').read_text())
+        assert summary['verdict'] == verdict and summary['window'] == 100, proc.stdout
+        assert 0 <= summary['embeddings']['p_value'] <= 1 and len(summary['image_statistics']) == 10
+        assert (out/'drift.html').read_text().startswith('<!doctype html>') and verdict in proc.stdout
+    again = run_cli('pneumonia_monitor', 'report', '--model', DEFAULT, '--log', log, '--out', tmp_path/'shifted', check=False)
+    assert again.returncode != 0 and 'already holds a drift report' in again.stderr
+
+
+def test_a_log_from_another_reference_is_refused(tmp_path, served):
+    url, log = served
+    other = tmp_path/'model'
+    shutil.copytree(DEFAULT, other)
+    ref = json.loads((other/'reference.json').read_text()); ref['id'] = 'another'
+    (other/'reference.json').write_text(json.dumps(ref))
+    proc = run_cli('pneumonia_monitor', 'report', '--model', other, '--log', log, '--out', tmp_path/'r', check=False)
+    assert proc.returncode != 0 and 'written with reference' in proc.stderr and not (tmp_path/'r').exists()
