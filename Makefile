@@ -1,8 +1,13 @@
 # Two commands do everything on a fresh machine:
-#   make run    split the data, save a picture of a batch, train the recipe that suits the machine into runs/, evaluate it
+#   make run    fetch the data if it is missing, split it, save a picture of a batch, train the recipe that suits the
+#               machine into runs/, evaluate it, and print a summary
 #   make test   lint the library (ruff), run every notebook (nbdev_test) and the pytest suite
 # Both create the virtual environment in .venv on first use.
+#   make data   download the dataset into data/raw/chest_xray (pneumonia_download)
+#   make test-data  derive the tests' real-film folders from it when there is no shared/data (make test does it on demand)
+#   make serve  serve the newest promoted model (models/index.csv), or models/default (MODEL=... to choose)
 #   make model  retrain the committed default model (the cpu recipe) and promote it to models/default
+#   make pictures  regenerate the README's pictures (nbs/images/) from the committed default model and reports
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
@@ -20,7 +25,10 @@ EPOCHS ?=
 IMG_SIZE ?=
 OVERRIDES = $(if $(ARCH),--arch $(ARCH)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(IMG_SIZE),--img_size $(IMG_SIZE))
 
-.PHONY: install run test model clean-venv
+# the newest promoted model, else models/default
+MODEL ?= $(shell $(BIN)/python -c "import pandas as pd; i = pd.read_csv('models/index.csv'); print('models/' + i.sort_values('promoted')['name'].iloc[-1])" 2>/dev/null || echo models/default)
+
+.PHONY: install data run test test-data serve model pictures clean-venv
 install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py settings.ini constraints.txt
@@ -29,13 +37,54 @@ $(VENV)/.installed: setup.py settings.ini constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
-run: install
+data: install
+	@if [ -d "$(DATA)" ]; then echo "$(DATA) is there; nothing to download."; \
+	elif [ "$(notdir $(DATA))" = chest_xray ]; then $(BIN)/pneumonia_download --dest $(patsubst %/,%,$(dir $(DATA))); \
+	else echo "$(DATA) does not exist, and pneumonia_download only makes folders named chest_xray: run make data, or pass DATA=/path/to/chest_xray" >&2; exit 1; fi
+
+run: install data
 	$(BIN)/pneumonia_split --data $(DATA) --out $(SPLIT) --seed $(SEED)
 	$(BIN)/pneumonia_show_batch --split $(SPLIT) --data $(DATA) --out data/processed/batch.png $(if $(IMG_SIZE),--size $(IMG_SIZE)) --seed $(SEED)
 	run=$$($(BIN)/pneumonia_train --recipe $(RECIPE) --data $(DATA) --split $(SPLIT) --seed $(SEED) --out $(RUNS) $(OVERRIDES) | tee >(cat >&2) | tail -1) && \
-	$(BIN)/pneumonia_eval "$$run" --data $(DATA)
+	$(BIN)/pneumonia_eval "$$run" --data $(DATA) && \
+	$(BIN)/python -c "$$SUMMARY" "$$run" "$(MODEL)"
+
+# the end of make run: test metrics with intervals, where everything is, how to serve
+define SUMMARY
+import json, sys
+from pathlib import Path
+run, model = Path(sys.argv[1]), sys.argv[2]
+r = json.loads((run/'eval'/'metrics.json').read_text())
+m = r['at_threshold']
+print(f"\n== summary ==\n{r['subset']}: {r['n']} images; at the stored threshold {r['threshold']['value']:.3f}:")
+print('  ' + '; '.join(f"{k} {m[k]['value']:.3f} [{m[k]['ci95'][0]:.3f}, {m[k]['ci95'][1]:.3f}]" for k in ('accuracy', 'sensitivity', 'specificity', 'roc_auc')))
+print(f"run folder: {run}\nplots: {' '.join(str(p) for p in sorted((run/'eval').glob('*.png')))}")
+print(f"to serve this model: .venv/bin/pneumonia_promote {run} --name mine && make serve MODEL=models/mine\n"
+      f"make serve alone serves {model}; then: curl -F files=@film.jpeg http://127.0.0.1:8000/predict")
+endef
+export SUMMARY
+
+serve: install
+	$(BIN)/pneumonia_serve --model $(MODEL)
+
+# the README's pictures: a training batch and models/default's ROC, reliability and Grad-CAM on PICTURES_DATA's test
+# split (the committed ones: PICTURES_DATA=../shared/data/chest_xray_sample), the recipe study and the drift curve
+PICTURES_DATA ?= $(DATA)
+pictures: install
+	tmp=$$(mktemp -d) && \
+	$(BIN)/pneumonia_split --data $(PICTURES_DATA) --out $$tmp/split.csv --seed $(SEED) > /dev/null && \
+	$(BIN)/pneumonia_show_batch --split $$tmp/split.csv --data $(PICTURES_DATA) --out nbs/images/batch.png --size 96 --seed $(SEED) && \
+	$(BIN)/pneumonia_eval models/default --data $(PICTURES_DATA) --out $$tmp/eval > /dev/null && \
+	for p in roc reliability gradcam; do cp $$tmp/eval/$$p.png nbs/images/default_$$p.png; done && rm -r $$tmp
+	cd nbs && HF_HUB_OFFLINE=1 ../$(BIN)/nbdev_test --path 08_recipes.ipynb && HF_HUB_OFFLINE=1 ../$(BIN)/nbdev_test --path 09_monitor.ipynb
+	@ls -l nbs/images/*.png
+
+# the real films the notebooks and tests read: shared/data beside the project, else derived from the dataset in DATA
+test-data: install
+	$(BIN)/pneumonia_test_data --data $(DATA) --out data/processed/test_data
 
 test: install
+	@$(BIN)/python -c "from pneumonia_nb.core import shared_data; shared_data()" 2>/dev/null || [ ! -d "$(DATA)" ] || $(MAKE) test-data
 	$(BIN)/ruff check pneumonia_nb
 	HF_HUB_OFFLINE=1 $(BIN)/nbdev_test
 	HF_HUB_OFFLINE=1 $(BIN)/pytest

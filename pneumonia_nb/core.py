@@ -28,12 +28,14 @@ __all__ = ['DEVICES', 'THRESHOLD_RULE', 'shared_data', 'sha256_file', 'git_state
 
 # %% ../nbs/00_core.ipynb #c0e00006
 def shared_data() -> Path:
-    "The folder of real test X-rays: `$PNEUMONIA_SHARED_DATA`, else `shared/data` beside the current folder or one above it."
+    "The folder of real test X-rays: `$PNEUMONIA_SHARED_DATA`, else `shared/data` or else `data/processed/test_data` in or above the current folder."
     if env := os.environ.get('PNEUMONIA_SHARED_DATA'): return Path(env).resolve()
-    for d in (Path.cwd(), *Path.cwd().parents):
-        if (d/'shared'/'data').is_dir(): return (d/'shared'/'data').resolve()
-    raise FileNotFoundError("No real test images: set PNEUMONIA_SHARED_DATA to a folder holding chest_xray_sample/ "
-                            "and chest_xray_224/, or put them in shared/data beside the project.")
+    for sub in ('shared/data', 'data/processed/test_data'):
+        for d in (Path.cwd(), *Path.cwd().parents):
+            if (d/sub/'chest_xray_sample').is_dir(): return (d/sub).resolve()
+    raise FileNotFoundError("No real test images: set PNEUMONIA_SHARED_DATA to a folder holding chest_xray_sample/, chest_xray_224/ and "
+                            "chest_xray_orig/, put them in shared/data beside the project, or derive them from your download "
+                            "(make test-data, which runs pneumonia_test_data).")
 
 # %% ../nbs/00_core.ipynb #c0e00009
 def sha256_file(path) -> str:

@@ -10,18 +10,15 @@ from pathlib import Path
 import pandas as pd
 from fastcore.script import call_parse
 
+from .data import DATA_ATTRIBUTION
 from .models import load_model
 from .monitor import save_reference
 from .train import tracking_uri
 
 # %% auto #0
-__all__ = ['DATA_ATTRIBUTION', 'MODEL_FILES', 'model_card', 'card_markdown', 'promote', 'register_version', 'pneumonia_promote']
+__all__ = ['MODEL_FILES', 'model_card', 'card_markdown', 'promote', 'register_version', 'pneumonia_promote']
 
 # %% ../nbs/10_promote.ipynb #35892e3d
-DATA_ATTRIBUTION = ("Trained on Kermany, Zhang & Goldbaum, Labeled Optical Coherence Tomography (OCT) and Chest X-Ray Images "
-                    "for Classification, Mendeley Data v2, doi:10.17632/rscbjbr9sj.2 (CC BY 4.0); Kermany et al., Cell "
-                    "172(5):1122-1131, 2018, doi:10.1016/j.cell.2018.02.010.")
-
 def model_card(run_dir) -> dict:
     "What the model in `run_dir` is, how it was made and what it measured, from the run's own files."
     run_dir = Path(run_dir)
