@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Issue 14's measurements in one prepared run on the GPU machine: the benchmark, the gpu recipe (trained and evaluated)
+# and the compare grid, with nvidia-smi and the log. Results land in $OUT (JSON, CSV, Markdown, PNG, metrics; model
+# weights are moved out, except the gpu recipe's, which stays for promotion if it is under 50 MB).
+#
+# On the device machine (see ../shared/device/README.md): fetch the wheels into .whl/, copy the data into .data/,
+# carry both, and run from the project root:
+#   OUT=$OUT bash scripts/gpu_check.sh            # defaults: DATA=.data/chest_xray_224 DEVICE=cuda GRID=configs/compare.yaml
+# CPU dry run on tiny data (tests/test_gpu_script.py runs one):
+#   DEVICE=cpu DATA=../shared/data/chest_xray_sample GRID=configs/compare_tiny.yaml ARCHS=cnn \
+#   BENCH_ARGS="--img_size 64 --n_train 64 --epochs 1 --steps 2 --bs 32" RECIPE_ARGS="--arch cnn --epochs 1 --img_size 64 --bs 32" \
+#   OUT=/tmp/gpu-dry-run bash scripts/gpu_check.sh
+set -euo pipefail
+OUT=${OUT:-reports/gpu/$(date +%F)}
+DATA=${DATA:-.data/chest_xray_224}
+DEVICE=${DEVICE:-cuda}
+GRID=${GRID:-configs/compare.yaml}
+ARCHS=${ARCHS:-resnet18 vit_tiny_patch16_224 cnn cnn_deep}
+BENCH_ARGS=${BENCH_ARGS:-}
+RECIPE_ARGS=${RECIPE_ARGS:-}
+PYTHON=${PYTHON:-python3}
+export HF_HUB_OFFLINE=1
+
+if [ -d .whl ] && ! "$PYTHON" -c "import fastai" 2>/dev/null; then      # the device machine has no fastai: install the wheels
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH
+  "$PYTHON" -m ipykernel install --user --name python3 >/dev/null
+fi
+export PYTHONPATH=${PYTHONPATH:-$PWD}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/log.txt") 2>&1
+# the project's commands without an install, through the same shim pip writes for a console script: pn MODULE FUNCTION ARGS...
+pn() { local shim; shim=$(mktemp --suffix=.py); printf 'import sys\nfrom pneumonia_nb.%s import %s\nsys.exit(%s())\n' "$1" "$2" "$2" > "$shim"
+       "$PYTHON" "$shim" "${@:3}"; }
+stamp() { echo "== $(date +%T) $*"; }
+
+stamp "machine"; (nvidia-smi || echo "no nvidia-smi: $DEVICE") | tee "$OUT/nvidia-smi.txt"
+"$PYTHON" -c "import json, sys, pneumonia_nb.core as c; print(json.dumps(c.run_environment(c.resolve_device(sys.argv[1])), indent=1, default=str))" "$DEVICE" > "$OUT/environment.json"
+stamp "bench: $ARCHS"
+pn bench pneumonia_bench --data "$DATA" --device "$DEVICE" --arch $ARCHS --out "$OUT/bench.json" $BENCH_ARGS
+stamp "gpu recipe"
+run=$(pn train pneumonia_train --recipe gpu --data "$DATA" --device "$DEVICE" --out "$OUT/recipe" --no_mlflow $RECIPE_ARGS | tail -1)
+pn evaluate pneumonia_eval "$run" --data "$DATA" --device "$DEVICE"
+stamp "grid $GRID"
+pn experiments pneumonia_experiments "$GRID" --data "$DATA" --out "$OUT/compare" || echo "some grid points failed: see $OUT/compare"
+stamp "weights out of $OUT (except the recipe's when under 50 MB)"
+mkdir -p /tmp/gpu-weights
+find "$OUT" -name '*.safetensors' ! -path "$run/*" -exec mv --backup=numbered -t /tmp/gpu-weights {} +
+find "$run" -name '*.safetensors' -size +50M -exec mv --backup=numbered -t /tmp/gpu-weights {} +
+stamp "done: $OUT"

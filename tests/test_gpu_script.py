@@ -1,0 +1,21 @@
+"The GPU machine's prepared script (issue 14) dry-run on the CPU with tiny data: every step runs and leaves its results, and no weights but the recipe's."
+import json, os, subprocess, sys
+
+from conftest import ROOT
+
+
+def test_gpu_script_dry_run_on_the_cpu(shared, tmp_path):
+    grid = tmp_path/'grid.yaml'
+    grid.write_text("name: dry\nbase: {epochs: 1, img_size: 64, bs: 32, device: cpu}\ngrid: {arch: [cnn], seed: [0]}\neval: {subset: test, n_boot: 50}\n")
+    out = tmp_path/'out'
+    env = {**os.environ, 'PYTHON': sys.executable, 'DEVICE': 'cpu', 'DATA': str(shared/'chest_xray_sample'), 'GRID': str(grid), 'ARCHS': 'cnn',
+           'BENCH_ARGS': '--img_size 64 --n_train 64 --epochs 1 --steps 2 --bs 32 --fastai_bs 32 --num_workers 0',
+           'RECIPE_ARGS': '--arch cnn --epochs 1 --img_size 64 --bs 32 --backend pil', 'OUT': str(out)}
+    proc = subprocess.run(['bash', str(ROOT/'scripts'/'gpu_check.sh')], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    bench = json.loads((out/'bench.json').read_text())
+    assert 'cnn' in json.dumps(bench) and (out/'environment.json').is_file() and (out/'nvidia-smi.txt').is_file()
+    assert len(list((out/'recipe').glob('*/eval/metrics.json'))) == 1 and (out/'compare'/'leaderboard.csv').is_file()
+    assert (out/'compare'/'leaderboard.png').is_file() and 'done:' in (out/'log.txt').read_text()
+    weights = list(out.rglob('*.safetensors'))
+    assert len(weights) == 1 and weights[0].parent.parent.name == 'recipe'
