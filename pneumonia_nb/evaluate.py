@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from .core import apply_temperature, binary_metrics, decision_rule, resolve_device, sha256_file
 from fastai.callback.hook import hook_output
 from fastcore.script import call_parse
+from fastprogress.fastprogress import progress_bar
 from sklearn.calibration import CalibrationDisplay
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 from torch import nn
@@ -57,7 +58,7 @@ def predict_images(model:nn.Module, spec:dict, root, items:pd.DataFrame, bs:int=
     dl = inference_dataloader(items[['path']], root, spec['img_size'], spec['resize_method'], spec.get('norm', 'dataset'), bs=bs, device=device)
     out = []
     with torch.no_grad():
-        for (x,) in dl:
+        for (x,) in progress_bar(dl, leave=False):                  # a bar while many images are scored
             views = tta_views(x, spec) if tta else [x.as_subclass(torch.Tensor)]
             out.append(torch.stack([model(v).float().softmax(1)[:, CLASSES.index('PNEUMONIA')] for v in views]).mean(0).cpu())
     return torch.cat(out).numpy()
