@@ -274,7 +274,7 @@ def pneumonia_split(
     print(split_report(df, rejected, duplicate_sets(scan[scan.problem.isna()])))
     print(f"\ndata root: {find_data_root(data)[0]}\nwrote {out} and {out.with_suffix('.rejected.csv')}")
 
-# %% ../nbs/01_data.ipynb #5e0354cd
+# %% ../nbs/01_data.ipynb #53262eca
 DATA_ATTRIBUTION = ("Kermany, Zhang & Goldbaum, Labeled Optical Coherence Tomography (OCT) and Chest X-Ray Images for Classification, "
                     "Mendeley Data v2, doi:10.17632/rscbjbr9sj.2 (CC BY 4.0); Kermany et al., Cell 172(5):1122-1131, 2018, "
                     "doi:10.1016/j.cell.2018.02.010.")
@@ -285,7 +285,7 @@ SOURCES = dict(
     kaggle=dict(archive='chest-xray-pneumonia.zip', dataset='paultimothymooney/chest-xray-pneumonia',
                 counts={'train': {'NORMAL': 1341, 'PNEUMONIA': 3875}, 'val': {'NORMAL': 8, 'PNEUMONIA': 8}, 'test': {'NORMAL': 234, 'PNEUMONIA': 390}}))
 
-# %% ../nbs/01_data.ipynb #b2a7bccc
+# %% ../nbs/01_data.ipynb #59162321
 def fetch(url:str, dest, size:int|None=None, retries:int=3, chunk:int=1 << 20, timeout:float=60, progress:bool=True) -> Path:
     "Download `url` to `dest` through `dest.part`, resuming with HTTP range requests after a dropped connection or an earlier run."
     from http.client import HTTPException
@@ -309,7 +309,7 @@ def fetch(url:str, dest, size:int|None=None, retries:int=3, chunk:int=1 << 20, t
     part.rename(dest)
     return dest
 
-# %% ../nbs/01_data.ipynb #ce3e4ddb
+# %% ../nbs/01_data.ipynb #b5963772
 def check_archive(path, size:int|None=None) -> Path:
     "Refuse an archive of the wrong size or with a corrupt member (CRC), naming the file and the problem."
     import zipfile
@@ -322,7 +322,7 @@ def check_archive(path, size:int|None=None) -> Path:
     if bad: raise ValueError(f"{path}: corrupt archive, member {bad} fails its CRC check.")
     return path
 
-# %% ../nbs/01_data.ipynb #e48dc706
+# %% ../nbs/01_data.ipynb #841624e2
 _MEMBER = re.compile(r'(?:^|/)chest_xray/(train|val|test)/(NORMAL|PNEUMONIA)/([^/]+)$')
 
 def extract_chest_xray(archive, dest) -> Path:
@@ -343,13 +343,13 @@ def extract_chest_xray(archive, dest) -> Path:
     staging.rename(out)
     return out
 
-# %% ../nbs/01_data.ipynb #0d57e81d
+# %% ../nbs/01_data.ipynb #9ee8f926
 def class_counts(root) -> pd.DataFrame:
     "Images per official split (rows) and class (columns) under `root`."
     files = list_files(root)
     return pd.crosstab(files.official_split, files.label).reindex(index=[s for s in OFFICIAL_SPLITS if s in set(files.official_split)], columns=list(CLASSES), fill_value=0)
 
-# %% ../nbs/01_data.ipynb #debb643b
+# %% ../nbs/01_data.ipynb #41876c37
 def _kaggle_download(dataset:str, dest:Path):
     "The Kaggle copy through the `kaggle` package (it needs ~/.kaggle/kaggle.json or KAGGLE_USERNAME and KAGGLE_KEY)."
     try:
@@ -396,7 +396,7 @@ def pneumonia_download(
         raise SystemExit(f"pneumonia_download: these counts differ from the published ones {src['counts']}; check {root} before using it.")
     print(f"the archive is kept at {archive} ({archive.stat().st_size / 1e9:.2f} GB; delete it if you need the space)\nData: {DATA_ATTRIBUTION}")
 
-# %% ../nbs/01_data.ipynb #e98aa760
+# %% ../nbs/01_data.ipynb #61edf3f3
 TEST_DATA = {'chest_xray_sample': 85, 'chest_xray_224': 80, 'chest_xray_orig': 85}   # folder: JPEG quality
 
 def _derive_film(job):
@@ -435,7 +435,7 @@ def derive_test_data(data, out, manifests, folders=tuple(TEST_DATA), n_workers:i
         staging.rename(dest); made.append(dest)
     return made
 
-# %% ../nbs/01_data.ipynb #f0a20cde
+# %% ../nbs/01_data.ipynb #4a95f8f2
 @call_parse
 def pneumonia_test_data(
     data:str='data/raw/chest_xray', # The dataset (as pneumonia_download leaves it)
