@@ -1,6 +1,8 @@
-import os, shutil, subprocess, sys
+import os, shutil, socket, subprocess, sys, time
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -23,6 +25,29 @@ def run_cli(*args, check=True, cwd=None):
                           env={**os.environ, 'HF_HUB_OFFLINE': '1'})
     if check: assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
+
+
+def free_port() -> int:
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+@contextmanager
+def serving(*args, timeout:float=120):
+    "A real `pneumonia_serve ARGS` on a free 127.0.0.1 port, once it reports ready: yields (url, process); stopped after."
+    port = free_port()
+    proc = subprocess.Popen([str(BIN/'pneumonia_serve'), *map(str, args), '--port', str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, 'HF_HUB_OFFLINE': '1'})
+    url, deadline = f'http://127.0.0.1:{port}', time.time() + timeout
+    try:
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if httpx.get(f'{url}/ready', timeout=2).status_code == 200: break
+            except httpx.HTTPError: pass
+            assert time.time() < deadline, f'server not ready in {timeout} s'
+            time.sleep(0.5)
+        yield url, proc
+    finally: proc.terminate(); proc.wait(10)
 
 
 @pytest.fixture(scope='session')

@@ -1,6 +1,5 @@
 "`pneumonia_experiments` on the tiny CPU grid: complete, rerun, kill and resume (issue 4, acceptance 2)."
 import json, os, signal, subprocess, time
-from pathlib import Path
 
 import pandas as pd
 

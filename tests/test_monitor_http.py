@@ -1,5 +1,5 @@
 "Monitoring over real HTTP (issue 12): `pneumonia_serve` with the committed default model flags foreign inputs, fills its window, and `pneumonia_monitor report` on its request log tells a validation window from a shifted one."
-import io, json, os, shutil, subprocess, time
+import io, json, shutil
 
 import httpx
 import pandas as pd
@@ -7,8 +7,7 @@ import pytest
 from PIL import Image, ImageEnhance
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import BIN, ROOT, run_cli
-from test_serve_http import free_port
+from conftest import ROOT, run_cli, serving
 
 DEFAULT = ROOT/'models'/'default'
 
@@ -21,19 +20,7 @@ def jpeg(img):
 def served(tmp_path_factory):
     "`pneumonia_serve` with models/default on a free 127.0.0.1 port, logging to a temporary file."
     log = tmp_path_factory.mktemp('monitor')/'requests.jsonl'
-    port = free_port()
-    proc = subprocess.Popen([str(BIN/'pneumonia_serve'), '--model', str(DEFAULT), '--port', str(port), '--log', str(log), '--window', '100'],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, 'HF_HUB_OFFLINE': '1'})
-    url, deadline = f'http://127.0.0.1:{port}', time.time() + 120
-    while True:
-        assert proc.poll() is None, proc.stdout.read()
-        try:
-            if httpx.get(f'{url}/ready', timeout=2).status_code == 200: break
-        except httpx.HTTPError: pass
-        assert time.time() < deadline, 'server not ready in 120 s'
-        time.sleep(0.5)
-    yield url, log
-    proc.terminate(); proc.wait(10)
+    with serving('--model', DEFAULT, '--log', log, '--window', '100') as (url, _): yield url, log
 
 
 def send(url, images):

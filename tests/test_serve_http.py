@@ -1,5 +1,5 @@
 "`pneumonia_serve` over real HTTP on a loopback port: every endpoint, every kind of bad input, metrics, memory (issue 11)."
-import io, json, os, socket, subprocess, sys, time
+import io, json, os, subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -8,12 +8,8 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import BIN, run_cli
+from conftest import BIN, run_cli, serving
 from pneumonia_nb.predict import Detector
-
-
-def free_port() -> int:
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
 @pytest.fixture(scope='module')
@@ -27,20 +23,7 @@ def run(shared, tmp_path_factory):
 def server(run, tmp_path_factory):
     "A real uvicorn server on a free 127.0.0.1 port; stopped after the module."
     log = tmp_path_factory.mktemp('serve')/'requests.jsonl'
-    port = free_port()
-    proc = subprocess.Popen([str(BIN/'pneumonia_serve'), '--model', str(run), '--port', str(port), '--max_body_mb', '1', '--max_files', '4',
-                             '--log', str(log)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, 'HF_HUB_OFFLINE': '1'})
-    url = f'http://127.0.0.1:{port}'
-    deadline = time.time() + 120
-    while True:
-        assert proc.poll() is None, proc.stdout.read()
-        try:
-            if httpx.get(f'{url}/ready', timeout=2).status_code == 200: break
-        except httpx.HTTPError: pass
-        assert time.time() < deadline, 'server not ready in 120 s'
-        time.sleep(0.5)
-    yield url, proc, log
-    proc.terminate(); proc.wait(10)
+    with serving('--model', run, '--max_body_mb', '1', '--max_files', '4', '--log', log) as (url, proc): yield url, proc, log
 
 
 def post(url, *files, **kw):
@@ -143,19 +126,11 @@ def test_concurrent_requests_are_batched(server, shared):
 
 def test_metrics_count_what_was_sent_and_the_log_holds_no_images(run, shared, tmp_path):
     "A fresh server: its counters must equal exactly the requests this test sends."
-    port, log = free_port(), tmp_path/'log.jsonl'
-    proc = subprocess.Popen([str(BIN/'pneumonia_serve'), '--model', str(run), '--port', str(port), '--log', str(log)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, 'HF_HUB_OFFLINE': '1'})
-    url = f'http://127.0.0.1:{port}'
-    try:
-        for _ in range(240):
-            try:
-                if httpx.get(f'{url}/ready', timeout=2).status_code == 200: break
-            except httpx.HTTPError: time.sleep(0.5)
+    log = tmp_path/'log.jsonl'
+    with serving('--model', run, '--log', log) as (url, _):
         goods = [post(url, film(shared, i)) for i in range(3)]
         bad = post(url, ('x.jpeg', b'nope', 'image/jpeg'))
         text = httpx.get(f'{url}/metrics').text
-    finally: proc.terminate(); proc.wait(10)
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
     assert samples[('pneumonia_requests_total', (('endpoint', '/predict'), ('status', '200')))] == 3
     assert samples[('pneumonia_requests_total', (('endpoint', '/predict'), ('status', '415')))] == 1
