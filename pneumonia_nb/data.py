@@ -16,10 +16,10 @@ from PIL import Image, UnidentifiedImageError
 # %% auto #0
 __all__ = ['CLASSES', 'OFFICIAL_SPLITS', 'IMAGE_EXTS', 'DATA_HELP', 'MIN_SIDE', 'VALID_FRAC', 'SPLIT_COLUMNS', 'SUBSETS',
            'DATA_ATTRIBUTION', 'SOURCES', 'TEST_DATA', 'patient_id', 'pathogen', 'find_data_root', 'list_files',
-           'to_gray8', 'load_gray', 'gray_problem', 'check_image', 'scan_images', 'split_groups', 'duplicate_sets',
-           'assign_valid', 'split_scan', 'make_split', 'save_split', 'load_split', 'subset_images', 'split_report',
-           'pneumonia_split', 'fetch', 'check_archive', 'extract_chest_xray', 'class_counts', 'pneumonia_download',
-           'derive_test_data', 'pneumonia_test_data']
+           'expand_paths', 'to_gray8', 'load_gray', 'gray_problem', 'check_image', 'scan_images', 'split_groups',
+           'duplicate_sets', 'assign_valid', 'split_scan', 'make_split', 'save_split', 'load_split', 'subset_images',
+           'split_report', 'pneumonia_split', 'fetch', 'check_archive', 'extract_chest_xray', 'class_counts',
+           'pneumonia_download', 'derive_test_data', 'pneumonia_test_data']
 
 # %% ../nbs/01_data.ipynb #0a1ae348
 CLASSES = ('NORMAL', 'PNEUMONIA')
@@ -84,6 +84,16 @@ def list_files(data, splits=OFFICIAL_SPLITS) -> pd.DataFrame:
     df['patient'] = df.path.map(patient_id)
     df['pathogen'] = [pathogen(p, lbl) for p, lbl in zip(df.path, df.label)]
     return df
+
+# %% ../nbs/01_data.ipynb #730f983a
+def expand_paths(paths) -> list[Path]:
+    "Files named in `paths`, with the image files under each named folder (recursively, sorted)."
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir(): out += sorted(f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in IMAGE_EXTS
+                                     and not any(_skip(part) for part in f.relative_to(p).parts))
+        else: out.append(p)
+    return out
 
 # %% ../nbs/01_data.ipynb #161108e1
 _WIDE_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F')

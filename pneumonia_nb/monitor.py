@@ -19,7 +19,7 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import KFold
 
 from .core import apply_temperature, resolve_device, sha256_file
-from .data import CLASSES, find_data_root, load_gray
+from .data import CLASSES, expand_paths, find_data_root, load_gray
 from .dataloaders import inference_dataloader
 from .evaluate import stored_decision
 from .models import load_model
@@ -270,8 +270,7 @@ def write_report(result:dict, fig, out) -> tuple[Path, Path]:
 # %% ../nbs/09_monitor.ipynb #1fd80cda
 def _images_window(model_dir, ref:Reference, folder, device:str, bs:int) -> tuple[np.ndarray, pd.DataFrame]:
     "Projected embeddings and statistics of the readable images under `folder` (unreadable ones are listed and skipped)."
-    from pneumonia_nb.data import IMAGE_EXTS, _skip
-    files = sorted(f for f in Path(folder).rglob('*') if f.is_file() and f.suffix.lower() in IMAGE_EXTS and not any(_skip(p) for p in f.relative_to(folder).parts))
+    files = expand_paths([folder])
     if not files: raise ValueError(f"{folder}: no image files.")
     images = []
     for f in progress_bar(files, leave=False):

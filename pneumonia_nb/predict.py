@@ -14,14 +14,14 @@ from fastcore.script import Param, call_parse
 from PIL import Image, UnidentifiedImageError
 
 from .core import apply_temperature, resolve_device, sha256_file
-from .data import IMAGE_EXTS, _skip, gray_problem, to_gray8
+from .data import expand_paths, gray_problem, to_gray8
 from .dataloaders import inference_dataloader
 from .evaluate import grad_cam, stored_decision
 from .models import load_model
 from .monitor import Reference, model_outputs
 
 # %% auto #0
-__all__ = ['open_xray', 'expand_paths', 'Detector', 'save_cams', 'summary_line', 'pneumonia_predict']
+__all__ = ['open_xray', 'Detector', 'save_cams', 'summary_line', 'pneumonia_predict']
 
 # %% ../nbs/11_predict.ipynb #4fd0e81c
 def open_xray(source) -> Image.Image:
@@ -40,16 +40,6 @@ def open_xray(source) -> Image.Image:
     if problem := gray_problem(gray): raise ValueError(problem)
     gray.info['original_mode'] = img.mode
     return gray
-
-# %% ../nbs/11_predict.ipynb #2e05552a
-def expand_paths(paths) -> list[Path]:
-    "Files named in `paths`, with the image files under each named folder (recursively, sorted)."
-    out = []
-    for p in map(Path, paths):
-        if p.is_dir(): out += sorted(f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in IMAGE_EXTS
-                                     and not any(_skip(part) for part in f.relative_to(p).parts))   # the data checks' rule
-        else: out.append(p)
-    return out
 
 # %% ../nbs/11_predict.ipynb #8bfbd7af
 class Detector:

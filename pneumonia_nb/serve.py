@@ -290,7 +290,7 @@ def pneumonia_loadtest(
     out:str=None, # JSON file for the results (never replaced)
 ):
     "Measure a running server: images/s and p50/p95/p99 latency under `clients` concurrent clients."
-    from pneumonia_nb.predict import expand_paths
+    from pneumonia_nb.data import expand_paths
     if out and Path(out).exists(): raise SystemExit(f"pneumonia_loadtest: {out} already exists; choose another --out.")
     files = expand_paths([images]) if images else []
     if not files: raise SystemExit("pneumonia_loadtest: --images must name a folder with images.")
