@@ -6,6 +6,8 @@
 # On the device machine (see ../shared/device/README.md): fetch the wheels into .whl/, copy the data into .data/,
 # carry both, and run from the project root:
 #   OUT=$OUT bash scripts/gpu_check.sh            # defaults: DATA=.data/chest_xray_224 DEVICE=cuda GRID=configs/compare.yaml
+# One device command may run 10 minutes at most: STEPS picks the parts, so the work can be split over two calls
+# (the same OUT folder name each time; each call's $OUT comes back separately), e.g. STEPS="bench recipe", then STEPS=grid.
 # CPU dry run on tiny data (tests/test_gpu_script.py runs one):
 #   DEVICE=cpu DATA=../shared/data/chest_xray_sample GRID=configs/compare_tiny.yaml ARCHS=cnn \
 #   BENCH_ARGS="--img_size 64 --n_train 64 --epochs 1 --steps 2 --bs 32" RECIPE_ARGS="--arch cnn --epochs 1 --img_size 64 --bs 32" \
@@ -18,6 +20,8 @@ GRID=${GRID:-configs/compare.yaml}
 ARCHS=${ARCHS:-resnet18 vit_tiny_patch16_224 cnn cnn_deep}
 BENCH_ARGS=${BENCH_ARGS:-}
 RECIPE_ARGS=${RECIPE_ARGS:-}
+STEPS=${STEPS:-bench recipe grid}
+for s in $STEPS; do case $s in bench|recipe|grid) ;; *) echo "unknown step '$s': STEPS takes bench, recipe, grid" >&2; exit 2;; esac; done
 PYTHON=${PYTHON:-python3}
 export HF_HUB_OFFLINE=1
 
@@ -33,18 +37,25 @@ exec > >(tee -a "$OUT/log.txt") 2>&1
 pn() { local shim; shim=$(mktemp --suffix=.py); printf 'import sys\nfrom pneumonia_nb.%s import %s\nsys.exit(%s())\n' "$1" "$2" "$2" > "$shim"
        "$PYTHON" "$shim" "${@:3}"; }
 stamp() { echo "== $(date +%T) $*"; }
+step() { [[ " $STEPS " == *" $1 "* ]]; }
 
 stamp "machine"; (nvidia-smi || echo "no nvidia-smi: $DEVICE") | tee "$OUT/nvidia-smi.txt"
 "$PYTHON" -c "import json, sys, pneumonia_nb.core as c; print(json.dumps(c.run_environment(c.resolve_device(sys.argv[1])), indent=1, default=str))" "$DEVICE" > "$OUT/environment.json"
-stamp "bench: $ARCHS"
-pn bench pneumonia_bench --data "$DATA" --device "$DEVICE" --arch $ARCHS --out "$OUT/bench.json" $BENCH_ARGS
-stamp "gpu recipe"
-run=$(pn train pneumonia_train --recipe gpu --data "$DATA" --device "$DEVICE" --out "$OUT/recipe" --no_mlflow $RECIPE_ARGS | tail -1)
-pn evaluate pneumonia_eval "$run" --data "$DATA" --device "$DEVICE"
-stamp "grid $GRID"
-pn experiments pneumonia_experiments "$GRID" --data "$DATA" --out "$OUT/compare" || echo "some grid points failed: see $OUT/compare"
+if step bench; then
+  stamp "bench: $ARCHS"
+  pn bench pneumonia_bench --data "$DATA" --device "$DEVICE" --arch $ARCHS --out "$OUT/bench.json" $BENCH_ARGS
+fi
+if step recipe; then
+  stamp "gpu recipe"
+  run=$(pn train pneumonia_train --recipe gpu --data "$DATA" --device "$DEVICE" --out "$OUT/recipe" --no_mlflow $RECIPE_ARGS | tail -1)
+  pn evaluate pneumonia_eval "$run" --data "$DATA" --device "$DEVICE"
+fi
+if step grid; then
+  stamp "grid $GRID"
+  pn experiments pneumonia_experiments "$GRID" --data "$DATA" --out "$OUT/compare" || echo "some grid points failed: see $OUT/compare"
+fi
 stamp "weights out of $OUT (except the recipe's when under 50 MB)"
 mkdir -p /tmp/gpu-weights
-find "$OUT" -name '*.safetensors' ! -path "$run/*" -exec mv --backup=numbered -t /tmp/gpu-weights {} +
-find "$run" -name '*.safetensors' -size +50M -exec mv --backup=numbered -t /tmp/gpu-weights {} +
+find "$OUT" -name '*.safetensors' ! -path "$OUT/recipe/*" -exec mv --backup=numbered -t /tmp/gpu-weights {} +
+find "$OUT/recipe" -name '*.safetensors' -size +50M -exec mv --backup=numbered -t /tmp/gpu-weights {} + 2>/dev/null || true
 stamp "done: $OUT"
