@@ -174,14 +174,14 @@ def create_app(model_dir='models/default', max_body_mb:float=20, max_files:int=1
             metrics.rejected.labels('too_many_files').inc()
             return error(413, 'too_many_files', f'{len(files)} files in one request; the limit is {max_files}', rid)
         contents = [await f.read() for f in files]
-        def decode(data):
-            try: return open_xray(data), None
-            except ValueError as e: return None, str(e)
+        def decode(data):   # in a worker thread: decoding and the image statistics never block the event loop
+            try: img = open_xray(data); return img, image_stats(img), None
+            except ValueError as e: return None, None, str(e)
         decoded = await asyncio.to_thread(lambda: [decode(c) for c in contents])
-        good = [img for img, _ in decoded if img is not None]
+        good = [img for img, _, _ in decoded if img is not None]
         table, proj = await state['batcher'].predict(good) if good else (None, None)
         rows, det, results = iter(table.to_dict('records') if good else ()), state['detector'], []
-        for f, data, (img, problem) in zip(files, contents, decoded):
+        for f, data, (_, stats, problem) in zip(files, contents, decoded):
             r = dict(filename=f.filename, bytes=len(data))
             if problem:
                 metrics.rejected.labels(_reason(problem)).inc()
@@ -193,7 +193,7 @@ def create_app(model_dir='models/default', max_body_mb:float=20, max_files:int=1
             if guarded and not a['in_distribution']: metrics.out_of_distribution.inc()
             results.append(dict(r, label=label, prob_pneumonia=round(p, 6), threshold=det.threshold,
                                 in_distribution=bool(a['in_distribution']) if guarded else None, ood_score=round(float(a['ood_score']), 3) if guarded else None,
-                                stats=image_stats(img)))
+                                stats=stats))
         if proj is not None:
             done = [r for r in results if 'label' in r]
             for r, e in zip(done, proj): r['embedding'] = np.round(e, 5).tolist()
