@@ -25,8 +25,8 @@ from .data import CLASSES, find_data_root, load_gray, load_split, to_gray8
 # %% auto #0
 __all__ = ['RESIZE_METHODS', 'XRAY_STATS', 'NORMS', 'BALANCE', 'BACKENDS', 'CACHE_VERSION', 'ReadXray', 'xray_augmentations',
            'StandardizeEachImage', 'xray_batch_tfms', 'xray_datablock', 'class_weights', 'xray_dataloaders',
-           'inference_dataloader', 'cache_dir', 'cache_key', 'build_cache', 'CachedImages', 'CachedDL',
-           'cached_dataloaders', 'pneumonia_show_batch']
+           'inference_pipeline', 'inference_dataloader', 'cache_dir', 'cache_key', 'build_cache', 'CachedImages',
+           'CachedDL', 'cached_dataloaders', 'pneumonia_show_batch']
 
 # %% ../nbs/02_dataloaders.ipynb #4739c8af
 class ReadXray:
@@ -112,15 +112,18 @@ def xray_dataloaders(split, data, size:int=224, bs:int=64, resize_method:str='sq
     return dblock.dataloaders(items, **kw) if wgts is None else dblock.weighted_dataloaders(items, wgts=wgts, **kw)
 
 # %% ../nbs/02_dataloaders.ipynb #eedc1460
+def inference_pipeline(root=None, size:int=224, resize_method:str='squish', norm:str='dataset', bs:int=64, device=None) -> DataLoaders:
+    "The validation transforms of `xray_datablock`, set up once: `.test_dl(items)` batches a table of images (`path` under `root`, or `image`)."
+    template = pd.DataFrame({'image': [Image.new('L', (size, size))], 'label': [CLASSES[0]]})   # fastai sets a pipeline up on one labelled item
+    return xray_datablock(root, [], size, resize_method, aug_mult=0, norm=norm).dataloaders(template, bs=bs, device=device,
+                                                                                       num_workers=0)  # a worker process costs ~70 ms per call
+
 def inference_dataloader(items:pd.DataFrame, root, size:int=224, resize_method:str='squish', norm:str='dataset', bs:int=64,
                          device=None) -> TfmdDL:
     "Batches of the images in `items` (`path` under `root`, or `image`; targets from `label` if present) with the validation transforms, in order."
     items = pd.DataFrame(items).reset_index(drop=True)
     if items.empty: raise ValueError("No images to predict.")
-    template = items.head(1) if 'label' in items else items.head(1).assign(label=CLASSES[0])  # fastai sets its pipeline up on a labelled row
-    dls = xray_datablock(root, [], size, resize_method, aug_mult=0, norm=norm).dataloaders(template, bs=bs, device=device,
-                                                                                       num_workers=0)  # a worker process costs ~70 ms per call
-    return dls.test_dl(items, with_labels='label' in items)
+    return inference_pipeline(root, size, resize_method, norm, bs, device).test_dl(items, with_labels='label' in items)
 
 # %% ../nbs/02_dataloaders.ipynb #1016ebd3
 CACHE_VERSION = 1

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_monitor.ipynb #5b8ba199
 from __future__ import annotations
-import argparse, base64, datetime, io, json
+import argparse, base64, datetime, io, json, warnings
 from collections import deque
 from pathlib import Path
 
@@ -25,9 +25,10 @@ from .evaluate import stored_decision
 from .models import load_model
 
 # %% auto #0
-__all__ = ['STAT_FEATURES', 'REFERENCE_FILES', 'PCA_COMPONENTS', 'embedding_layer', 'model_outputs', 'image_stats', 'Guard',
-           'Reference', 'profile_images', 'make_reference', 'save_reference', 'mmd_test', 'drift_tests', 'window_drift',
-           'DriftWindow', 'read_request_log', 'drift_figure', 'write_report', 'monitor_parser', 'pneumonia_monitor']
+__all__ = ['STAT_FEATURES', 'REFERENCE_FILES', 'PCA_COMPONENTS', 'MIN_REFERENCE', 'embedding_layer', 'model_outputs',
+           'image_stats', 'Guard', 'Reference', 'profile_images', 'make_reference', 'save_reference', 'mmd_test',
+           'drift_tests', 'window_drift', 'DriftWindow', 'read_request_log', 'drift_figure', 'write_report',
+           'monitor_parser', 'pneumonia_monitor']
 
 # %% ../nbs/09_monitor.ipynb #992c5816
 def embedding_layer(model:torch.nn.Module) -> torch.nn.Linear:
@@ -36,17 +37,14 @@ def embedding_layer(model:torch.nn.Module) -> torch.nn.Linear:
     if not linears: raise ValueError(f"{type(model).__name__} has no linear layer to take embeddings from.")
     return linears[-1]
 
-def model_outputs(model:torch.nn.Module, spec:dict, images:list[Image.Image], device=None, bs:int=64) -> tuple[np.ndarray, np.ndarray]:
-    "The network's uncalibrated PNEUMONIA probability and penultimate embedding of each decoded grayscale image."
-    device = device or torch.device('cpu')
-    model = model.to(device).eval()
-    dl = inference_dataloader(pd.DataFrame({'image': images}), None, spec['img_size'], spec['resize_method'], spec.get('norm', 'dataset'),
-                              bs=bs, device=device)
+def model_outputs(model:torch.nn.Module, dl) -> tuple[np.ndarray, np.ndarray]:
+    "The network's uncalibrated PNEUMONIA probability and penultimate embedding for each image of the inference batches `dl`, in order."
+    model = model.to(dl.device or torch.device('cpu')).eval()
     embs, probs = [], []
     hook = embedding_layer(model).register_forward_hook(lambda m, inp, out: embs.append(inp[0].detach().float().cpu()))
     try:
         with torch.inference_mode():
-            for (x,) in dl:
+            for x, *_ in dl:
                 probs.append(model(x.as_subclass(torch.Tensor).contiguous(memory_format=torch.channels_last)).float().softmax(1)[:, CLASSES.index('PNEUMONIA')].cpu())
     finally: hook.remove()
     return torch.cat(probs).numpy(), torch.cat(embs).flatten(1).numpy()
@@ -83,6 +81,7 @@ class Guard:
 # %% ../nbs/09_monitor.ipynb #0860a8cd
 REFERENCE_FILES = ('reference.npz', 'reference.csv', 'reference.json')
 PCA_COMPONENTS = 32
+MIN_REFERENCE = 250   # fewer films and the guard misses foreign inputs erratically (measured below)
 
 class Reference:
     "A model's reference profile: validation embeddings, probabilities and image statistics, its guard and its drift space."
@@ -95,14 +94,21 @@ class Reference:
     def project(self, embeddings:np.ndarray) -> np.ndarray: return self.pca.transform(np.atleast_2d(embeddings)).astype(np.float32)
     @property
     def id(self) -> str: return self.meta['id']
+    @property
+    def warning(self) -> str|None:
+        "Why the guard's verdicts should not be trusted, if they should not."
+        if (n := len(self.embeddings)) >= MIN_REFERENCE: return None
+        return (f"the reference profile has {n} validation films; with fewer than {MIN_REFERENCE} the guard misses inverted or rotated "
+                f"films in some draws (see 09_monitor): treat its verdicts as weak, or make the reference from a model trained on more data.")
 
-    def save(self, model_dir) -> Path:
-        "Write the three reference files into `model_dir`."
+    def save(self, model_dir) -> Reference:
+        "Write the three reference files into `model_dir`; the profile's `id` is the start of its embeddings file's SHA-256."
         d = Path(model_dir)
         np.savez_compressed(d/'reference.npz', embeddings=self.embeddings)
         self.table.to_csv(d/'reference.csv', index=False)
-        (d/'reference.json').write_json(dict(self.meta, id=sha256_file(d/'reference.npz')[:12]), indent=2)
-        return d
+        self.meta = dict(self.meta, id=sha256_file(d/'reference.npz')[:12])
+        (d/'reference.json').write_json(self.meta, indent=2)
+        return self
 
     @classmethod
     def load(cls, model_dir) -> Reference:
@@ -116,7 +122,8 @@ class Reference:
 # %% ../nbs/09_monitor.ipynb #67175e08
 def profile_images(model:torch.nn.Module, spec:dict, temperature:float, images:list[Image.Image], device=None, bs:int=64) -> tuple[np.ndarray, pd.DataFrame]:
     "Embeddings and a table of calibrated `prob_pneumonia` and image statistics for decoded grayscale `images`."
-    probs, emb = model_outputs(model, spec, images, device, bs)
+    dl = inference_dataloader(pd.DataFrame({'image': images}), None, spec['img_size'], spec['resize_method'], spec.get('norm', 'dataset'), bs, device)
+    probs, emb = model_outputs(model, dl)
     return emb, pd.DataFrame([image_stats(im) for im in images]).assign(prob_pneumonia=apply_temperature(probs, temperature))
 
 def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0.05) -> Reference:
@@ -147,9 +154,9 @@ def save_reference(model_dir, data, force:bool=False, **kwargs) -> Reference:
     "Make the reference profile of `model_dir` and store it there (an existing one is kept unless `force`)."
     if (Path(model_dir)/'reference.json').exists() and not force:
         raise FileExistsError(f"{model_dir} already has a reference profile; pass --force to make it again.")
-    ref = make_reference(model_dir, data, **kwargs)
-    ref.save(model_dir)
-    return Reference.load(model_dir)
+    ref = make_reference(model_dir, data, **kwargs).save(model_dir)
+    if ref.warning: warnings.warn(f"{model_dir}: {ref.warning}")
+    return ref
 
 # %% ../nbs/09_monitor.ipynb #f7cb6bd8
 def mmd_test(x:np.ndarray, y:np.ndarray, n_perm:int=500, seed:int=0) -> dict:
@@ -205,7 +212,8 @@ class DriftWindow:
         "Window size, shares flagged and predicted PNEUMONIA, and the drift tests once the window has `min_size` inputs."
         if self._cached[0] == self.seen: return self._cached[1]
         table = pd.DataFrame(list(self.rows))
-        out = dict(window=len(table), window_limit=self.size, inputs_seen=self.seen, reference_id=self.ref.id, min_window=self.min_size,
+        out = dict(window=len(table), window_limit=self.size, inputs_seen=self.seen, reference_id=self.ref.id, reference_warning=self.ref.warning,
+                   min_window=self.min_size,
                    share_out_of_distribution=float((table.ood_score > self.ref.guard.threshold).mean()) if len(table) else None,
                    share_pneumonia=float((table.prob_pneumonia >= self.ref.meta['threshold']).mean()) if len(table) else None)
         out['drift'] = (window_drift(self.ref, np.stack(self.proj), table, n_perm=self.n_perm) if len(table) >= self.min_size else None)

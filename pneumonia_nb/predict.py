@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .core import apply_temperature, resolve_device, sha256_file
 from .data import expand_paths, gray_problem, to_gray8
-from .dataloaders import inference_dataloader
+from .dataloaders import inference_pipeline
 from .evaluate import grad_cam, stored_decision
 from .models import load_model
 from .monitor import Reference, model_outputs
@@ -50,6 +50,7 @@ class Detector:
         decision = stored_decision(model_dir, spec)
         self.threshold, self.temperature = decision['threshold']['value'], decision['temperature']
         self.model_id = f"{self.model_dir.resolve().name}@{sha256_file(self.model_dir/spec['weights'])[:12]}"
+        self.pipeline = inference_pipeline(None, spec['img_size'], spec['resize_method'], spec.get('norm', 'dataset'), device=device)
 
     @classmethod
     def load(cls, model_dir='models/default', device:str='auto') -> Detector:
@@ -57,11 +58,12 @@ class Detector:
         model, spec = load_model(model_dir)
         try: reference = Reference.load(model_dir)
         except FileNotFoundError as e: reference = None; warnings.warn(f"{e} Until then predictions carry no out-of-distribution verdict.")
+        if reference is not None and reference.warning: warnings.warn(f"{model_dir}: {reference.warning}")
         return cls(model, spec, model_dir, resolve_device(device), reference)
 
     def assess(self, images:list[Image.Image], bs:int=32) -> tuple[pd.DataFrame, np.ndarray|None]:
         "`prob_pneumonia` (calibrated), `ood_score` and `in_distribution` of decoded grayscale `images`, and their embeddings in the drift space."
-        probs, emb = model_outputs(self.model, self.spec, images, self.device, bs)
+        probs, emb = model_outputs(self.model, self.pipeline.test_dl(pd.DataFrame({'image': images}), bs=bs))
         df = pd.DataFrame({'prob_pneumonia': apply_temperature(probs, self.temperature)})
         if self.reference is None: return df.assign(ood_score=np.nan, in_distribution=None), None
         score = self.reference.guard.score(emb)
@@ -92,8 +94,7 @@ def save_cams(detector:Detector, preds:pd.DataFrame, sources:list, out) -> list[
     for src, r in zip(sources, preds.itertuples()):
         if pd.notna(r.problem): continue
         img = open_xray(src)
-        x = inference_dataloader(pd.DataFrame({'image': [img]}), None, detector.spec['img_size'], detector.spec['resize_method'],
-                                 detector.spec.get('norm', 'dataset'), device=detector.device).one_batch()[0]
+        x = detector.pipeline.test_dl(pd.DataFrame({'image': [img]})).one_batch()[0]
         cam = grad_cam(detector.model, x)[0].cpu().numpy()
         fig, ax = plt.subplots(figsize=(3.2, 3.4))
         ax.imshow(img.resize(cam.shape[::-1]), cmap='gray'); ax.imshow(cam, cmap='jet', alpha=0.35, vmin=0, vmax=1); ax.axis('off')
