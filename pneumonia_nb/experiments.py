@@ -45,7 +45,7 @@ def point_config(spec:dict, point:dict) -> TrainConfig:
     return TrainConfig(**kw, data=spec['data'], split=spec['split'])
 
 # %% ../nbs/06_experiments.ipynb #0ad126d4
-GRID_KEYS = {'name', 'data', 'split', 'out', 'base', 'grid', 'arch_overrides', 'variants', 'eval'}
+GRID_KEYS = {'name', 'data', 'split', 'out', 'base', 'grid', 'arch_overrides', 'variants', 'eval', 'mlflow'}
 EVAL_KEYS = {'subset', 'tta', 'n_boot', 'seed', 'bs', 'cams'}
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
@@ -61,13 +61,14 @@ def load_grid(path, **overrides) -> dict:
                  for a, o in (spec.get(part) or {}).items() for k in o if k not in _FIELDS]
     problems += [f"eval: unknown key {k!r}" for k in (spec.get('eval') or {}) if k not in EVAL_KEYS]
     problems += [f"grid.{k} must be a non-empty list" for k, v in (spec.get('grid') or {}).items() if not isinstance(v, list) or not v]
+    if not isinstance(spec.get('mlflow', True), bool): problems.append(f"mlflow must be true or false, got {spec['mlflow']!r}")
     for k in ('name', 'data', 'grid'):
         if not spec.get(k): problems.append(f"missing {k!r}")
     if problems: raise ValueError(f"{path}: " + '; '.join(problems))
     base = spec.get('base') or {}
     if 'recipe' in base: base = {**load_recipe(base['recipe']), **base}
     spec = dict(spec, out=str(Path(spec.get('out') or f"runs/{spec['name']}").resolve()), base=base, variants=spec.get('variants') or {},
-                arch_overrides=spec.get('arch_overrides') or {}, eval=spec.get('eval') or {}, split=spec.get('split'))
+                arch_overrides=spec.get('arch_overrides') or {}, eval=spec.get('eval') or {}, split=spec.get('split'), mlflow=spec.get('mlflow', True))
     if spec['variants']: spec['grid'] = {**spec['grid'], 'variant': list(spec['variants'])}
     for point in grid_points(spec):
         try: check_arch(point_config(spec, point).arch)
@@ -110,7 +111,7 @@ def run_point(spec:dict, point:dict, retry_failed:bool=False) -> str:
     run_dir = Path(spec['out'])/point_name(point)
     state = point_state(run_dir, spec)
     if state == 'done':
-        if not (run_dir/'mlflow.json').exists(): log_point(run_dir, spec)
+        if spec['mlflow'] and not (run_dir/'mlflow.json').exists(): log_point(run_dir, spec)
         return 'skipped'
     if state == 'failed' and not retry_failed: return 'skipped-failed'
     if state in ('failed', 'incomplete'): _move_aside(run_dir, f'_{state}')
@@ -120,7 +121,7 @@ def run_point(spec:dict, point:dict, retry_failed:bool=False) -> str:
         except Exception: return 'failed'
     try: evaluate_run(run_dir, spec['data'], **spec['eval'])
     except Exception as e: record_failure(run_dir, 'eval', e); return 'failed'
-    log_point(run_dir, spec)
+    if spec['mlflow']: log_point(run_dir, spec)
     return 'ran' if state != 'trained' else 'evaluated'
 
 # %% ../nbs/06_experiments.ipynb #344add28
@@ -188,8 +189,7 @@ def leaderboard_plot(runs:pd.DataFrame, board:pd.DataFrame, path) -> Path:
 
 # %% ../nbs/06_experiments.ipynb #975f1ce3
 def write_leaderboard(spec:dict) -> pd.DataFrame:
-    "Write runs.csv, leaderboard.csv, leaderboard.md and leaderboard.png into the grid's folder and log them to MLflow."
-    from mlflow.tracking import MlflowClient
+    "Write runs.csv, leaderboard.csv, leaderboard.md and leaderboard.png into the grid's folder and log them to MLflow (unless `mlflow` is off)."
     out, runs = Path(spec['out']), collect_runs(spec)
     if runs.empty: return runs
     board = leaderboard(runs, spec)
@@ -197,6 +197,8 @@ def write_leaderboard(spec:dict) -> pd.DataFrame:
     board.to_csv(out/'leaderboard.csv', index=False)
     (out/'leaderboard.md').write_text(leaderboard_markdown(board, runs, spec))
     leaderboard_plot(runs, board, out/'leaderboard.png')
+    if not spec['mlflow']: return board
+    from mlflow.tracking import MlflowClient
     client = MlflowClient(tracking_uri(out))
     exp = client.get_experiment_by_name(spec['name'])
     rid = client.create_run(exp.experiment_id, run_name='leaderboard', tags={'kind': 'leaderboard'}).info.run_id
@@ -224,10 +226,11 @@ def pneumonia_experiments(
     out:str=None, # Output folder (default: the file's `out`, else runs/<name>)
     data:str=None, # Dataset folder, replacing the file's `data`
     retry_failed:bool=False, # Run failed points again (their folders are kept under _failed/)
+    no_mlflow:bool=False, # Log nothing to MLflow (the folders hold every result; MLflow need not be installed)
 ):
     "Run every unfinished point of a grid (train with papermill, then evaluate) and write the leaderboard."
     matplotlib.use('Agg')
-    try: spec = load_grid(grid, out=out, data=data)
+    try: spec = load_grid(grid, out=out, data=data, mlflow=False if no_mlflow else None)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"pneumonia_experiments: {e}") from None
     counts = run_grid(spec, retry_failed, log=lambda s: print(s, flush=True))
     print(', '.join(f'{v} {k}' for k, v in counts.items()))

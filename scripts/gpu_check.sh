@@ -3,8 +3,9 @@
 # and the compare grid, with nvidia-smi and the log. Results land in $OUT (JSON, CSV, Markdown, PNG, metrics; model
 # weights are moved out, except the gpu recipe's, which stays for promotion if it is under 50 MB).
 #
-# On the device machine (see ../shared/device/README.md): fetch the wheels into .whl/, copy the data into .data/,
-# carry both, and run from the project root:
+# On the device machine (see ../shared/device/README.md): fetch the wheels into .whl/ with the one package the project
+# needs beyond the README's set (`bash ../shared/device/fetch_wheels.sh .whl tabulate==0.10.0`: the leaderboard's
+# Markdown), copy the data into .data/, carry both, and run from the project root:
 #   OUT=$OUT bash scripts/gpu_check.sh            # defaults: DATA=.data/chest_xray_224 DEVICE=cuda GRID=configs/compare.yaml
 # One device command may run 10 minutes at most: STEPS picks the parts, so the work can be split over two calls
 # (the same OUT folder name each time; each call's $OUT comes back separately), e.g. STEPS="bench recipe", then STEPS=grid.
@@ -31,6 +32,9 @@ if [ -d .whl ] && ! "$PYTHON" -c "import fastai" 2>/dev/null; then      # the de
   "$PYTHON" -m ipykernel install --user --name python3 >/dev/null
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD}
+# every module the steps import, checked in seconds rather than found missing minutes into the run
+"$PYTHON" -c "import fastai.vision.all, timm, papermill, ipykernel, yaml, scipy, sklearn, safetensors, tabulate, pneumonia_nb.experiments, pneumonia_nb.bench" \
+  || { echo "gpu_check: a module is missing (above); fetch its wheel into .whl/ (see the header)" >&2; exit 3; }
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 # the project's commands without an install, through the same shim pip writes for a console script: pn MODULE FUNCTION ARGS...
@@ -50,12 +54,14 @@ if step recipe; then
   run=$(pn train pneumonia_train --recipe gpu --data "$DATA" --device "$DEVICE" --out "$OUT/recipe" --no_mlflow $RECIPE_ARGS | tail -1)
   pn evaluate pneumonia_eval "$run" --data "$DATA" --device "$DEVICE"
 fi
-if step grid; then
+grid_failed=
+if step grid; then   # no MLflow on the device machine: the run folders and the leaderboard files hold every result
   stamp "grid $GRID"
-  pn experiments pneumonia_experiments "$GRID" --data "$DATA" --out "$OUT/compare" || echo "some grid points failed: see $OUT/compare"
+  pn experiments pneumonia_experiments "$GRID" --data "$DATA" --out "$OUT/compare" --no_mlflow || grid_failed=1
 fi
 stamp "weights out of $OUT (except the recipe's when under 50 MB)"
 mkdir -p /tmp/gpu-weights
 find "$OUT" -name '*.safetensors' ! -path "$OUT/recipe/*" -exec mv --backup=numbered -t /tmp/gpu-weights {} +
 find "$OUT/recipe" -name '*.safetensors' -size +50M -exec mv --backup=numbered -t /tmp/gpu-weights {} + 2>/dev/null || true
+if [ -n "$grid_failed" ]; then stamp "grid failed or incomplete: see the error.json files under $OUT/compare"; exit 1; fi
 stamp "done: $OUT"
