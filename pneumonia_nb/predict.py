@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_predict.ipynb #43f865de
 from __future__ import annotations
-import io, warnings
+import io, sys, warnings
 from pathlib import Path
 
 import numpy as np
@@ -125,8 +125,12 @@ def pneumonia_predict(
     if out and Path(out).exists(): raise SystemExit(f"pneumonia_predict: {out} already exists; choose another --out.")
     try: det = Detector.load(model, device)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"pneumonia_predict: {e}") from None
-    sources = expand_paths(paths)
-    if not sources: raise SystemExit(f"pneumonia_predict: no image files in {' '.join(paths)}")
+    model_dirs = [p for p in paths if (Path(p)/'model.json').is_file()]   # a model folder among the inputs is a slip for --model
+    notes = [f"{p} is a model folder, not images: skipped (pass it as --model {p})" for p in model_dirs]
+    notes += [f"no image files in {p}" for p in paths if p not in model_dirs and Path(p).is_dir() and not expand_paths([p])]
+    sources = expand_paths([p for p in paths if p not in model_dirs])
+    if not sources: raise SystemExit('pneumonia_predict: ' + '; '.join(notes or [f"no image files in {' '.join(paths)}"]))
+    for n in notes: print(f"pneumonia_predict: {n}", file=sys.stderr)
     preds = det.predict(sources, bs)
     with pd.option_context('display.max_rows', None, 'display.width', 200, 'display.max_colwidth', 80):
         print(preds[['path', 'prob_pneumonia', 'label', 'in_distribution', 'problem']].to_string(index=False, float_format='%.4f'))
