@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from .core import apply_temperature, binary_metrics, decision_rule, resolve_device, sha256_file
 from fastai.callback.hook import hook_output
+from fastai.data.core import DataLoaders
 from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar
 from sklearn.calibration import CalibrationDisplay
@@ -23,12 +24,13 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from .data import CLASSES, find_data_root, load_gray, subset_images
-from .dataloaders import inference_dataloader
+from .dataloaders import inference_pipeline
 from .models import load_model
 
 # %% auto #0
-__all__ = ['PLOTS', 'bootstrap_report', 'tta_views', 'predict_images', 'save_plots', 'cam_layer', 'grad_cam', 'pick_cases',
-           'save_gradcam', 'eval_dir', 'stored_decision', 'evaluate_run', 'format_report', 'pneumonia_eval']
+__all__ = ['PLOTS', 'bootstrap_report', 'model_pipeline', 'tta_views', 'predict_images', 'save_plots', 'cam_layer', 'grad_cam',
+           'pick_cases', 'save_gradcam', 'eval_dir', 'stored_decision', 'evaluate_run', 'format_report',
+           'pneumonia_eval']
 
 # %% ../nbs/05_evaluate.ipynb #8e693109
 def bootstrap_report(labels, probs, threshold:float, n_boot:int=1000, seed:int=0) -> dict:
@@ -41,6 +43,11 @@ def bootstrap_report(labels, probs, threshold:float, n_boot:int=1000, seed:int=0
         if 0 < y[i].sum() < len(i): reps.append(binary_metrics(y[i], p[i], threshold))
     reps = pd.DataFrame(reps)
     return {k: dict(value=float(v), ci95=[float(reps[k].quantile(0.025)), float(reps[k].quantile(0.975))]) for k, v in point.items()}
+
+# %% ../nbs/05_evaluate.ipynb #684a133a
+def model_pipeline(spec:dict, root=None, bs:int=64, device=None) -> DataLoaders:
+    "The validation preprocessing of a saved model (`inference_pipeline` at its spec's size, resize method and normalisation); `.test_dl(items)` batches for it."
+    return inference_pipeline(root, spec['img_size'], spec['resize_method'], spec.get('norm', 'dataset'), bs, device)
 
 # %% ../nbs/05_evaluate.ipynb #15ba0a10
 def tta_views(x:torch.Tensor, spec:dict) -> list[torch.Tensor]:
@@ -55,7 +62,7 @@ def predict_images(model:nn.Module, spec:dict, root, items:pd.DataFrame, bs:int=
     "The network's own (uncalibrated) PNEUMONIA probability for each image of `items` (`path` relative to `root`), in order."
     device = device or torch.device('cpu')
     model = model.to(device).eval()
-    dl = inference_dataloader(items[['path']], root, spec['img_size'], spec['resize_method'], spec.get('norm', 'dataset'), bs=bs, device=device)
+    dl = model_pipeline(spec, root, bs, device).test_dl(items[['path']])
     out = []
     with torch.no_grad():
         for (x,) in progress_bar(dl, leave=False):                  # a bar while many images are scored
@@ -140,7 +147,7 @@ def pick_cases(preds:pd.DataFrame, threshold:float, per_kind:int=2) -> pd.DataFr
 def save_gradcam(model:nn.Module, spec:dict, root, cases:pd.DataFrame, out, device=None) -> Path:
     "Overlay Grad-CAM maps on the `cases` X-rays and save `out/gradcam.png`, with a colour bar."
     device = device or torch.device('cpu')
-    x = inference_dataloader(cases[['path']], root, spec['img_size'], spec['resize_method'], spec.get('norm', 'dataset'), bs=len(cases), device=device).one_batch()[0]
+    x = model_pipeline(spec, root, len(cases), device).test_dl(cases[['path']]).one_batch()[0]
     cams = grad_cam(model.to(device).eval(), x).cpu().numpy()
     fig, axs = plt.subplots(1, len(cases), figsize=(2.6 * len(cases) + 0.8, 3.4), squeeze=False)
     for ax, cam, r in zip(axs[0], cams, cases.itertuples()):

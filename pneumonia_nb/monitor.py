@@ -20,8 +20,7 @@ from sklearn.model_selection import KFold
 
 from .core import apply_temperature, resolve_device, sha256_file
 from .data import CLASSES, expand_paths, find_data_root, load_gray
-from .dataloaders import inference_dataloader
-from .evaluate import stored_decision
+from .evaluate import model_pipeline, stored_decision
 from .models import load_model
 
 # %% auto #0
@@ -122,8 +121,7 @@ class Reference:
 # %% ../nbs/09_monitor.ipynb #67175e08
 def profile_images(model:torch.nn.Module, spec:dict, temperature:float, images:list[Image.Image], device=None, bs:int=64) -> tuple[np.ndarray, pd.DataFrame]:
     "Embeddings and a table of calibrated `prob_pneumonia` and image statistics for decoded grayscale `images`."
-    dl = inference_dataloader(pd.DataFrame({'image': images}), None, spec['img_size'], spec['resize_method'], spec.get('norm', 'dataset'), bs, device)
-    probs, emb = model_outputs(model, dl)
+    probs, emb = model_outputs(model, model_pipeline(spec, None, bs, device).test_dl(pd.DataFrame({'image': images})))
     return emb, pd.DataFrame([image_stats(im) for im in images]).assign(prob_pneumonia=apply_temperature(probs, temperature))
 
 def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0.05) -> Reference:

@@ -15,8 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .core import apply_temperature, resolve_device, sha256_file
 from .data import expand_paths, gray_problem, to_gray8
-from .dataloaders import inference_pipeline
-from .evaluate import grad_cam, stored_decision
+from .evaluate import grad_cam, model_pipeline, stored_decision
 from .models import load_model
 from .monitor import Reference, model_outputs
 
@@ -50,7 +49,7 @@ class Detector:
         decision = stored_decision(model_dir, spec)
         self.threshold, self.temperature = decision['threshold']['value'], decision['temperature']
         self.model_id = f"{self.model_dir.resolve().name}@{sha256_file(self.model_dir/spec['weights'])[:12]}"
-        self.pipeline = inference_pipeline(None, spec['img_size'], spec['resize_method'], spec.get('norm', 'dataset'), device=device)
+        self.pipeline = model_pipeline(spec, device=device)
 
     @classmethod
     def load(cls, model_dir='models/default', device:str='auto') -> Detector:
@@ -126,9 +125,10 @@ def pneumonia_predict(
     try: det = Detector.load(model, device)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"pneumonia_predict: {e}") from None
     model_dirs = [p for p in paths if (Path(p)/'model.json').is_file()]   # a model folder among the inputs is a slip for --model
+    found = [(p, expand_paths([p])) for p in paths if p not in model_dirs]
     notes = [f"{p} is a model folder, not images: skipped (pass it as --model {p})" for p in model_dirs]
-    notes += [f"no image files in {p}" for p in paths if p not in model_dirs and Path(p).is_dir() and not expand_paths([p])]
-    sources = expand_paths([p for p in paths if p not in model_dirs])
+    notes += [f"no image files in {p}" for p, files in found if not files]
+    sources = [f for _, files in found for f in files]
     if not sources: raise SystemExit('pneumonia_predict: ' + '; '.join(notes or [f"no image files in {' '.join(paths)}"]))
     for n in notes: print(f"pneumonia_predict: {n}", file=sys.stderr)
     preds = det.predict(sources, bs)
