@@ -44,7 +44,7 @@ def bootstrap_report(labels, probs, threshold:float, n_boot:int=1000, seed:int=0
     reps = pd.DataFrame(reps)
     return {k: dict(value=float(v), ci95=[float(reps[k].quantile(0.025)), float(reps[k].quantile(0.975))]) for k, v in point.items()}
 
-# %% ../nbs/05_evaluate.ipynb #684a133a
+# %% ../nbs/05_evaluate.ipynb #5c94a325
 def model_pipeline(spec:dict, root=None, bs:int=64, device=None) -> DataLoaders:
     "The validation preprocessing of a saved model (`inference_pipeline` at its spec's size, resize method and normalisation); `.test_dl(items)` batches for it."
     return inference_pipeline(root, spec['img_size'], spec['resize_method'], spec.get('norm', 'dataset'), bs, device)
