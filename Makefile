@@ -44,9 +44,9 @@ data: install
 
 run: install data
 	$(BIN)/pneumonia_split --data $(DATA) --out $(SPLIT) --seed $(SEED)
-	$(BIN)/pneumonia_show_batch --split $(SPLIT) --data $(DATA) --out data/processed/batch.png $(if $(IMG_SIZE),--size $(IMG_SIZE)) --seed $(SEED)
-	run=$$($(BIN)/pneumonia_train --recipe $(RECIPE) --data $(DATA) --split $(SPLIT) --seed $(SEED) --out $(RUNS) $(OVERRIDES) | tee >(cat >&2) | tail -1) && \
-	$(BIN)/pneumonia_eval "$$run" --data $(DATA) && \
+	$(BIN)/pneumonia_show_batch --split $(SPLIT) --data $(DATA) --out data/processed/batch.png $(if $(IMG_SIZE),--img_size $(IMG_SIZE)) --seed $(SEED) --force
+	run=$$($(BIN)/pneumonia_train --recipe $(RECIPE) --data $(DATA) --split $(SPLIT) --seed $(SEED) --runs $(RUNS) $(OVERRIDES) | tee >(cat >&2) | tail -1) && \
+	$(BIN)/pneumonia_eval --model "$$run" --data $(DATA) && \
 	$(BIN)/python -c "$$SUMMARY" "$$run" "$(MODEL)"
 
 # the end of make run: test metrics with intervals, where everything is, how to serve
@@ -59,7 +59,7 @@ m = r['at_threshold']
 print(f"\n== summary ==\n{r['subset']}: {r['n']} images; at the stored threshold {r['threshold']['value']:.3f}:")
 print('  ' + '; '.join(f"{k} {m[k]['value']:.3f} [{m[k]['ci95'][0]:.3f}, {m[k]['ci95'][1]:.3f}]" for k in ('accuracy', 'sensitivity', 'specificity', 'roc_auc')))
 print(f"run folder: {run}\nplots: {' '.join(str(p) for p in sorted((run/'eval').glob('*.png')))}")
-print(f"to serve this model: .venv/bin/pneumonia_promote {run} --name mine && make serve MODEL=models/mine\n"
+print(f"to serve this model: .venv/bin/pneumonia_promote --model {run} --name mine && make serve MODEL=models/mine\n"
       f"make serve alone serves {model}; then: curl -F files=@film.jpeg http://127.0.0.1:8000/predict")
 endef
 export SUMMARY
@@ -73,8 +73,8 @@ PICTURES_DATA ?= $(DATA)
 pictures: install
 	tmp=$$(mktemp -d) && \
 	$(BIN)/pneumonia_split --data $(PICTURES_DATA) --out $$tmp/split.csv --seed $(SEED) > /dev/null && \
-	$(BIN)/pneumonia_show_batch --split $$tmp/split.csv --data $(PICTURES_DATA) --out nbs/images/batch.png --size 96 --seed $(SEED) && \
-	$(BIN)/pneumonia_eval models/default --data $(PICTURES_DATA) --out $$tmp/eval > /dev/null && \
+	$(BIN)/pneumonia_show_batch --split $$tmp/split.csv --data $(PICTURES_DATA) --out nbs/images/batch.png --img_size 96 --seed $(SEED) --force && \
+	$(BIN)/pneumonia_eval --model models/default --data $(PICTURES_DATA) --out $$tmp/eval > /dev/null && \
 	for p in roc reliability gradcam; do cp $$tmp/eval/$$p.png nbs/images/default_$$p.png; done && rm -r $$tmp
 	cd nbs && HF_HUB_OFFLINE=1 ../$(BIN)/nbdev_test --path 08_recipes.ipynb && HF_HUB_OFFLINE=1 ../$(BIN)/nbdev_test --path 09_monitor.ipynb
 	@ls -l nbs/images/*.png
@@ -90,9 +90,9 @@ test: install
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
 model: install
-	run=$$($(BIN)/pneumonia_train --recipe cpu --data $(DATA) --seed $(SEED) --out $(RUNS)/default | tee >(cat >&2) | tail -1) && \
-	$(BIN)/pneumonia_eval "$$run" --data $(DATA) && \
-	$(BIN)/pneumonia_promote "$$run" --name default --force
+	run=$$($(BIN)/pneumonia_train --recipe cpu --data $(DATA) --seed $(SEED) --runs $(RUNS)/default | tee >(cat >&2) | tail -1) && \
+	$(BIN)/pneumonia_eval --model "$$run" --data $(DATA) && \
+	$(BIN)/pneumonia_promote --model "$$run" --name default --force
 
 clean-venv:
 	rm -rf $(VENV)

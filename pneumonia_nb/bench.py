@@ -4,13 +4,13 @@
 
 # %% ../nbs/07_bench.ipynb #b1e6c4c7
 from __future__ import annotations
-import json, os, platform, resource, tempfile, time
+import json, os, resource, tempfile, time
 from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from .core import resolve_device
+from .core import resolve_device, run_environment
 from fastai.vision.all import (Callback, CrossEntropyLossFlat, ImageDataLoaders, Learner, Resize, RocAucBinary,
                                aug_transforms, find_bs, set_seed)
 from fastcore.script import Param, call_parse
@@ -131,7 +131,7 @@ def pneumonia_bench(
     data:str='data/raw/chest_xray', # Dataset folder
     device:str='auto', # auto, cpu or cuda
     arch:Param('Architectures to measure', str, nargs='+')=['resnet18'],
-    out:str='bench.json', # JSON file to write (never replaced: a new name is chosen if it exists)
+    out:str='bench.json', # JSON file to write (an existing file is refused, never replaced)
     split:str=None, # Split CSV (default: made from --data)
     img_size:int=224, # Square input side
     epochs:int=2, # Epochs per pipeline (the first is warm-up when more than one)
@@ -144,6 +144,7 @@ def pneumonia_bench(
     seed:int=0, # Seed for subset, initialisation and shuffling
 ):
     "Benchmark the project's training path against a typical fastai pipeline and the synthetic ceiling."
+    if Path(out).exists(): raise SystemExit(f"pneumonia_bench: {out} already exists; choose another --out.")
     try:
         dev = resolve_device(device)
         items = (load_split(split) if split else make_split(data)[0]).query("split != 'test'").reset_index(drop=True)
@@ -153,9 +154,6 @@ def pneumonia_bench(
         items = items[(items.split == 'valid') | items.index.isin(keep)].reset_index(drop=True)
     root = find_data_root(data)[0]
     records = [bench_arch(a, items, root, dev, img_size, epochs, bs, fastai_bs, lr, num_workers, steps, seed) for a in arch]
-    machine = dict(host=platform.node(), cpu_count=os.cpu_count(), torch=torch.__version__, torch_threads=torch.get_num_threads(),
-                   gpu=torch.cuda.get_device_name(dev) if dev.type == 'cuda' else None)
-    out = Path(out)
-    while out.exists(): out = out.with_name(f'{out.stem}-1{out.suffix}')
-    out.write_text(json.dumps(dict(machine=machine, records=records), indent=2) + '\n')
+    machine = dict(run_environment(dev), cpu_count=os.cpu_count())
+    Path(out).write_text(json.dumps(dict(machine=machine, records=records), indent=2) + '\n')
     print(bench_table(records)); print(f'wrote {out}')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #c0e00004
 from __future__ import annotations
-import datetime, hashlib, os, platform, subprocess, traceback, warnings
+import datetime, hashlib, os, platform, subprocess, sys, traceback, warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,8 @@ from scipy.special import expit, logit
 from sklearn.metrics import (average_precision_score, brier_score_loss, confusion_matrix, log_loss,
                              precision_recall_fscore_support, roc_auc_score, roc_curve)
 
+from fastprogress.fastprogress import progress_bar
+
 import pneumonia_nb
 
 # fastai decorates functions with `torch.jit.script`, which torch 2.10+ deprecates with a FutureWarning on every
@@ -22,9 +24,9 @@ import pneumonia_nb
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['DEVICES', 'THRESHOLD_RULE', 'shared_data', 'sha256_file', 'git_state', 'resolve_device', 'run_environment',
-           'record_failure', 'expected_calibration_error', 'binary_metrics', 'choose_threshold', 'apply_temperature',
-           'fit_temperature', 'decision_rule']
+__all__ = ['DEVICES', 'CLASSES', 'THRESHOLD_RULE', 'shared_data', 'sha256_file', 'git_state', 'resolve_device', 'run_environment',
+           'record_failure', 'interactive', 'progress', 'is_pneumonia', 'labels_at', 'expected_calibration_error',
+           'binary_metrics', 'choose_threshold', 'apply_temperature', 'fit_temperature', 'decision_rule']
 
 # %% ../nbs/00_core.ipynb #c0e00006
 def shared_data() -> Path:
@@ -77,6 +79,34 @@ def record_failure(run_dir, stage:str, e:BaseException) -> Path:
                          traceback=traceback.format_exc()[-4000:]), indent=2)
     return path
 
+# %% ../nbs/00_core.ipynb #1e7210c7
+def interactive() -> bool:
+    "True in a notebook or when standard output is a terminal: where a redrawn progress bar can be read."
+    from fastprogress.fastprogress import IN_NOTEBOOK
+    return IN_NOTEBOOK or sys.stdout.isatty()
+
+# %% ../nbs/00_core.ipynb #4cbff447
+def progress(items, what:str='items', bar:bool|None=None):
+    "Iterate over `items` with a bar where one can be read (`bar`, default `interactive()`), else with a plain line on stderr at each quarter."
+    items = list(items)
+    if interactive() if bar is None else bar: yield from progress_bar(items, leave=False); return
+    marks = {round(len(items) * q / 4) for q in (1, 2, 3, 4)}
+    for i, x in enumerate(items, 1):
+        yield x
+        if i in marks: print(f"{what}: {i}/{len(items)}", file=sys.stderr, flush=True)
+
+# %% ../nbs/00_core.ipynb #a7f64a74
+CLASSES = ('NORMAL', 'PNEUMONIA')   # index 1, the positive class, is what every probability is of
+
+def is_pneumonia(probs, threshold:float) -> np.ndarray:
+    "The project's one decision rule: PNEUMONIA where the probability reaches the threshold (p >= threshold)."
+    return np.asarray(probs, float) >= threshold
+
+# %% ../nbs/00_core.ipynb #a9fd62b5
+def labels_at(probs, threshold:float) -> np.ndarray:
+    "The class name (`NORMAL` or `PNEUMONIA`) of each probability at `threshold`."
+    return np.where(is_pneumonia(probs, threshold), CLASSES[1], CLASSES[0])
+
 # %% ../nbs/00_core.ipynb #c0e00016
 def expected_calibration_error(labels, probs, n_bins:int=15) -> float:
     "ECE of the probabilities `probs` for 0/1 `labels` over `n_bins` equal-width bins."
@@ -88,7 +118,7 @@ def expected_calibration_error(labels, probs, n_bins:int=15) -> float:
 def binary_metrics(labels, probs, threshold:float=0.5) -> dict:
     "Every metric the project reports, for 0/1 `labels` and PNEUMONIA `probs`, predicting PNEUMONIA when p >= `threshold`."
     y, p = np.asarray(labels).astype(int), np.asarray(probs, float)
-    pred = (p >= threshold).astype(int)
+    pred = is_pneumonia(p, threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
     precision, sensitivity, f1, _ = precision_recall_fscore_support(y, pred, average='binary', zero_division=0)
     return dict(accuracy=float((tp + tn) / len(y)), sensitivity=float(sensitivity), specificity=float(tn / (tn + fp)) if tn + fp else 0.0,
@@ -109,6 +139,7 @@ def apply_temperature(probs, temperature:float=1.0) -> np.ndarray:
     "PNEUMONIA probabilities `probs` with their logit divided by `temperature` (1: unchanged)."
     return expit(logit(np.clip(np.asarray(probs, float), 1e-7, 1 - 1e-7)) / temperature)
 
+# %% ../nbs/00_core.ipynb #1928719b
 def fit_temperature(labels, probs) -> float:
     "The temperature that minimises the log loss of `apply_temperature(probs, T)` for 0/1 `labels`."
     y = np.asarray(labels).astype(int)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #245ccd1a
 from __future__ import annotations
-import hashlib, os, re
+import enum, hashlib, io, os, re, warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +13,15 @@ from fastcore.parallel import parallel
 from fastcore.script import call_parse
 from PIL import Image, UnidentifiedImageError
 
+from .core import CLASSES
+
 # %% auto #0
-__all__ = ['CLASSES', 'OFFICIAL_SPLITS', 'IMAGE_EXTS', 'DATA_HELP', 'MIN_SIDE', 'VALID_FRAC', 'SPLIT_COLUMNS', 'SUBSETS',
-           'DATA_ATTRIBUTION', 'SOURCES', 'TEST_DATA', 'patient_id', 'pathogen', 'find_data_root', 'list_files',
-           'expand_paths', 'to_gray8', 'load_gray', 'gray_problem', 'check_image', 'scan_images', 'split_groups',
-           'duplicate_sets', 'assign_valid', 'split_scan', 'make_split', 'save_split', 'load_split', 'subset_images',
-           'split_report', 'pneumonia_split', 'fetch', 'check_archive', 'extract_chest_xray', 'class_counts',
-           'pneumonia_download', 'derive_test_data', 'pneumonia_test_data']
+__all__ = ['OFFICIAL_SPLITS', 'IMAGE_EXTS', 'DATA_HELP', 'DATA_ATTRIBUTION', 'MIN_SIDE', 'VALID_FRAC', 'SPLIT_COLUMNS', 'SUBSETS',
+           'patient_id', 'pathogen', 'is_debris', 'find_data_root', 'list_files', 'expand_paths', 'to_gray8', 'Problem',
+           'ImageProblem', 'read_xray', 'check_image', 'scan_images', 'split_groups', 'duplicate_sets', 'assign_valid',
+           'split_scan', 'make_split', 'save_split', 'load_split', 'subset_images', 'split_report', 'pneumonia_split']
 
 # %% ../nbs/01_data.ipynb #0a1ae348
-CLASSES = ('NORMAL', 'PNEUMONIA')
 OFFICIAL_SPLITS = ('train', 'val', 'test')
 IMAGE_EXTS = ('.jpeg', '.jpg', '.png', '.tif', '.tiff', '.bmp')
 DATA_HELP = """Get the dataset (Kermany et al. 2018, CC BY 4.0) with `pneumonia_download` (or `make data`), or by hand from
@@ -33,6 +32,9 @@ data/raw/chest_xray):
   - Mendeley: https://data.mendeley.com/datasets/rscbjbr9sj/2 (doi:10.17632/rscbjbr9sj.2, no login),
               ChestXRay2017.zip -> chest_xray/{train,test} (no val folder; that is fine)
 A folder holding just NORMAL/ and PNEUMONIA/ works too. See data/README.md."""
+DATA_ATTRIBUTION = ("Kermany, Zhang & Goldbaum, Labeled Optical Coherence Tomography (OCT) and Chest X-Ray Images for Classification, "
+                    "Mendeley Data v2, doi:10.17632/rscbjbr9sj.2 (CC BY 4.0); Kermany et al., Cell 172(5):1122-1131, 2018, "
+                    "doi:10.1016/j.cell.2018.02.010.")
 
 # %% ../nbs/01_data.ipynb #9e763098
 _PATIENT_PATTERNS = (re.compile(r'^(person\d+)_(bacteria|virus)_'), re.compile(r'^((?:NORMAL\d*-)?IM-\d+)-\d+'))
@@ -53,7 +55,7 @@ def pathogen(fname:str, label:str) -> str:
 
 # %% ../nbs/01_data.ipynb #013a992c
 def _has_classes(d:Path) -> bool: return all((d/c).is_dir() for c in CLASSES)
-def _skip(name:str) -> bool: return name.startswith('.') or name == '__MACOSX'
+def is_debris(name:str) -> bool: return name.startswith('.') or name == '__MACOSX'
 
 def _layout_at(d:Path) -> dict|None:
     "Map official split name -> folder holding the class folders, if `d` is a dataset root."
@@ -66,8 +68,8 @@ def find_data_root(data) -> tuple[Path, dict]:
     "The dataset root at or below `data` and its split folders; a clear error when there is none."
     data = Path(data).expanduser()
     if not data.is_dir(): raise FileNotFoundError(f"Data folder {data} does not exist.\n{DATA_HELP}")
-    candidates = [data] + sorted(d for d in data.iterdir() if d.is_dir() and not _skip(d.name))
-    candidates += sorted(s for d in candidates[1:] for s in d.iterdir() if s.is_dir() and not _skip(s.name))
+    candidates = [data] + sorted(d for d in data.iterdir() if d.is_dir() and not is_debris(d.name))
+    candidates += sorted(s for d in candidates[1:] for s in d.iterdir() if s.is_dir() and not is_debris(s.name))
     for d in candidates:
         if (layout := _layout_at(d)) is not None: return d, layout
     raise FileNotFoundError(f"No NORMAL/ and PNEUMONIA/ image folders found in {data} (looked two levels deep).\n{DATA_HELP}")
@@ -78,7 +80,7 @@ def list_files(data, splits=OFFICIAL_SPLITS) -> pd.DataFrame:
     root, layout = find_data_root(data)
     rows = [dict(path=f.relative_to(root).as_posix(), label=c, official_split=s)
             for s, d in layout.items() if s in splits for c in CLASSES for f in sorted((d/c).rglob('*'))
-            if f.is_file() and not any(_skip(p) for p in f.relative_to(d).parts)]
+            if f.is_file() and not any(is_debris(p) for p in f.relative_to(d).parts)]
     if not rows: raise FileNotFoundError(f"The class folders of the {'/'.join(splits)} split(s) under {root} hold no files.\n{DATA_HELP}")
     df = pd.DataFrame(rows)
     df['patient'] = df.path.map(patient_id)
@@ -91,7 +93,7 @@ def expand_paths(paths) -> list[Path]:
     out = []
     for p in map(Path, paths):
         if p.is_dir(): out += sorted(f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in IMAGE_EXTS
-                                     and not any(_skip(part) for part in f.relative_to(p).parts))
+                                     and not any(is_debris(part) for part in f.relative_to(p).parts))
         else: out.append(p)
     return out
 
@@ -107,36 +109,58 @@ def to_gray8(img:Image.Image) -> Image.Image:
     a = (a - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(a)
     return Image.fromarray(np.rint(a).astype(np.uint8), 'L')
 
-# %% ../nbs/01_data.ipynb #a85e7154
-def load_gray(path) -> Image.Image:
-    "Fully decode the image at `path` as 8-bit grayscale (raises on unreadable or truncated files)."
-    with Image.open(path) as img:
-        img.load()
-        return to_gray8(img)
+# %% ../nbs/01_data.ipynb #2ef97902
+class Problem(str, enum.Enum):
+    "Why an input cannot be used as a chest X-ray; the value is the code that logs, metrics and HTTP errors carry."
+    missing = 'missing'; empty = 'empty'; not_an_image = 'not_an_image'; too_large = 'too_large'
+    unreadable = 'unreadable'; too_small = 'too_small'; blank = 'blank'
 
-# %% ../nbs/01_data.ipynb #055d8854
+class ImageProblem(ValueError):
+    "An input that is not a usable film: `code` (a `Problem`) and a readable message."
+    def __init__(self, code:Problem, message:str): super().__init__(message); self.code = Problem(code)
+
+# %% ../nbs/01_data.ipynb #cebf7125
+def _decoded(source) -> Image.Image:
+    "`source` opened and fully decoded; images over PIL's pixel limit are refused rather than warned about."
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', Image.DecompressionBombWarning)
+        if isinstance(source, np.ndarray): img = Image.fromarray(source)
+        elif isinstance(source, Image.Image): img = source
+        else: img = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+        img.load()
+    return img
+
+# %% ../nbs/01_data.ipynb #70b74b6f
 MIN_SIDE = 64  # px; the smallest real image in the dataset is 384 px on its shorter side
 
-def gray_problem(gray:Image.Image, min_side:int=MIN_SIDE) -> str|None:
-    "Why a decoded grayscale image cannot be a chest X-ray (too small, or blank), or None."
-    if min(gray.size) < min_side: return f'too small for a chest X-ray: {gray.width}x{gray.height} px (shorter side < {min_side})'
-    lo, hi = gray.getextrema()
-    return f'blank: every pixel is {lo}' if lo == hi else None
+def _open_or_refuse(source) -> Image.Image:
+    "`_decoded(source)`, each way of failing turned into an `ImageProblem`."
+    if isinstance(source, (str, Path)) and Path(source).is_file() and Path(source).stat().st_size == 0: raise ImageProblem('empty', 'empty file (0 bytes)')
+    if isinstance(source, (bytes, bytearray)) and not source: raise ImageProblem('empty', 'empty file (0 bytes)')
+    try: return _decoded(source)
+    except FileNotFoundError: raise ImageProblem('missing', f'no such file: {source}') from None
+    except UnidentifiedImageError: raise ImageProblem('not_an_image', 'not an image (no known image format)') from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e: raise ImageProblem('too_large', f'image too large: {e}') from None
+    except (OSError, SyntaxError, TypeError, ValueError) as e: raise ImageProblem('unreadable', f'unreadable: {e}') from None
 
+# %% ../nbs/01_data.ipynb #3bf44743
+def read_xray(source, min_side:int=MIN_SIDE) -> Image.Image:
+    "`source` (a path, bytes, a PIL image or an array) as a decoded 8-bit grayscale film with `info['original_mode']`; else an `ImageProblem`."
+    img = _open_or_refuse(source)
+    gray = to_gray8(img)
+    if min(gray.size) < min_side: raise ImageProblem('too_small', f'too small for a chest X-ray: {gray.width}x{gray.height} px (shorter side < {min_side})')
+    lo, hi = gray.getextrema()
+    if lo == hi: raise ImageProblem('blank', f'blank: every pixel is {lo}')
+    gray.info['original_mode'] = img.mode
+    return gray
+
+# %% ../nbs/01_data.ipynb #055d8854
 def check_image(path, min_side:int=MIN_SIDE) -> dict:
     "Decode `path`: its `width`, `height`, `mode`, a `pixel_hash` of the grayscale pixels, and a `problem` (None if fine)."
-    path = Path(path)
-    info = dict(width=0, height=0, mode='', pixel_hash='', problem=None)
-    if path.stat().st_size == 0: return {**info, 'problem': 'empty file (0 bytes)'}
-    try:
-        with Image.open(path) as img:
-            info.update(width=img.width, height=img.height, mode=img.mode)
-            img.load()
-            gray = to_gray8(img)
-    except UnidentifiedImageError: return {**info, 'problem': 'not an image (no known image format)'}
-    except (OSError, SyntaxError, ValueError) as e: return {**info, 'problem': f'unreadable: {e}'}
-    info['pixel_hash'] = hashlib.sha1(f'{gray.width}x{gray.height}'.encode() + gray.tobytes()).hexdigest()
-    return {**info, 'problem': gray_problem(gray, min_side)}
+    try: gray = read_xray(path, min_side)
+    except ImageProblem as e: return dict(width=0, height=0, mode='', pixel_hash='', problem=str(e))
+    return dict(width=gray.width, height=gray.height, mode=gray.info['original_mode'],
+                pixel_hash=hashlib.sha1(f'{gray.width}x{gray.height}'.encode() + gray.tobytes()).hexdigest(), problem=None)
 
 # %% ../nbs/01_data.ipynb #e8188bca
 def scan_images(data, min_side:int=MIN_SIDE, workers:int|None=None, splits=OFFICIAL_SPLITS) -> pd.DataFrame:
@@ -283,176 +307,3 @@ def pneumonia_split(
     rejected.to_csv(out.with_suffix('.rejected.csv'), index=False)
     print(split_report(df, rejected, duplicate_sets(scan[scan.problem.isna()])))
     print(f"\ndata root: {find_data_root(data)[0]}\nwrote {out} and {out.with_suffix('.rejected.csv')}")
-
-# %% ../nbs/01_data.ipynb #53262eca
-DATA_ATTRIBUTION = ("Kermany, Zhang & Goldbaum, Labeled Optical Coherence Tomography (OCT) and Chest X-Ray Images for Classification, "
-                    "Mendeley Data v2, doi:10.17632/rscbjbr9sj.2 (CC BY 4.0); Kermany et al., Cell 172(5):1122-1131, 2018, "
-                    "doi:10.1016/j.cell.2018.02.010.")
-SOURCES = dict(
-    mendeley=dict(archive='ChestXRay2017.zip', size=1_235_512_464, record='https://data.mendeley.com/datasets/rscbjbr9sj/2',
-                  url='https://data.mendeley.com/public-files/datasets/rscbjbr9sj/files/f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded',
-                  counts={'train': {'NORMAL': 1349, 'PNEUMONIA': 3883}, 'test': {'NORMAL': 234, 'PNEUMONIA': 390}}),
-    kaggle=dict(archive='chest-xray-pneumonia.zip', dataset='paultimothymooney/chest-xray-pneumonia',
-                counts={'train': {'NORMAL': 1341, 'PNEUMONIA': 3875}, 'val': {'NORMAL': 8, 'PNEUMONIA': 8}, 'test': {'NORMAL': 234, 'PNEUMONIA': 390}}))
-
-# %% ../nbs/01_data.ipynb #59162321
-def fetch(url:str, dest, size:int|None=None, retries:int=3, chunk:int=1 << 20, timeout:float=60, progress:bool=True) -> Path:
-    "Download `url` to `dest` through `dest.part`, resuming with HTTP range requests after a dropped connection or an earlier run."
-    from http.client import HTTPException
-    from urllib.request import Request, urlopen
-    from fastprogress.fastprogress import progress_bar
-    dest = Path(dest); part = dest.with_name(dest.name + '.part')
-    for attempt in range(retries + 1):
-        have = part.stat().st_size if part.exists() else 0
-        try:
-            with urlopen(Request(url, headers={'Range': f'bytes={have}-'} if have else {}), timeout=timeout) as r:
-                if have and r.status != 206: have = 0                      # the server ignored the range: start again
-                total = have + int(r.headers['Content-Length']) if r.headers.get('Content-Length') else size
-                bar = progress_bar(range(total or 1), display=progress, leave=False)
-                with open(part, 'ab' if have else 'wb') as f:
-                    while block := r.read(chunk):
-                        f.write(block); have += len(block)
-                        if progress and total: bar.update(min(have, total))
-            if total is None or have >= total: break
-        except (OSError, HTTPException) as e:                                # refused, dropped, reset, timed out: resume
-            if attempt == retries: raise ConnectionError(f"{e} (after {retries + 1} tries" + (f"; {have:,} bytes kept in {part}, which the next run resumes)" if have else ")")) from e
-    part.rename(dest)
-    return dest
-
-# %% ../nbs/01_data.ipynb #b5963772
-def check_archive(path, size:int|None=None) -> Path:
-    "Refuse an archive of the wrong size or with a corrupt member (CRC), naming the file and the problem."
-    import zipfile
-    path = Path(path)
-    if size and (got := path.stat().st_size) != size:
-        raise ValueError(f"{path}: {got:,} bytes, expected {size:,} (an incomplete or altered download).")
-    try:
-        with zipfile.ZipFile(path) as z: bad = z.testzip()
-    except (zipfile.BadZipFile, OSError) as e: raise ValueError(f"{path}: not a readable zip archive ({e}).") from None
-    if bad: raise ValueError(f"{path}: corrupt archive, member {bad} fails its CRC check.")
-    return path
-
-# %% ../nbs/01_data.ipynb #841624e2
-_MEMBER = re.compile(r'(?:^|/)chest_xray/(train|val|test)/(NORMAL|PNEUMONIA)/([^/]+)$')
-
-def extract_chest_xray(archive, dest) -> Path:
-    "Extract the chest X-ray images of `archive` (wherever it nests `chest_xray/`) into `dest/chest_xray`, which must not exist."
-    import shutil, zipfile
-    dest = Path(dest); out, staging = dest/'chest_xray', dest/'.chest_xray.partial'
-    if out.exists(): raise FileExistsError(f"{out} already exists; it was left untouched.")
-    shutil.rmtree(staging, ignore_errors=True)
-    with zipfile.ZipFile(archive) as z:
-        for info in z.infolist():
-            m = _MEMBER.search(info.filename)
-            if not m or _skip(m[3]) or any(_skip(p) for p in info.filename.split('/')) or Path(m[3]).suffix.lower() not in IMAGE_EXTS: continue
-            target = staging.joinpath(*m.groups())
-            if target.exists(): continue                                       # Kaggle's archive holds the images twice
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with z.open(info) as src, open(target, 'wb') as f: shutil.copyfileobj(src, f)
-    if not staging.exists(): raise ValueError(f"{archive}: no chest_xray/{{train,val,test}}/{{NORMAL,PNEUMONIA}} images inside.")
-    staging.rename(out)
-    return out
-
-# %% ../nbs/01_data.ipynb #9ee8f926
-def class_counts(root) -> pd.DataFrame:
-    "Images per official split (rows) and class (columns) under `root`."
-    files = list_files(root)
-    return pd.crosstab(files.official_split, files.label).reindex(index=[s for s in OFFICIAL_SPLITS if s in set(files.official_split)], columns=list(CLASSES), fill_value=0)
-
-# %% ../nbs/01_data.ipynb #41876c37
-def _kaggle_download(dataset:str, dest:Path):
-    "The Kaggle copy through the `kaggle` package (it needs ~/.kaggle/kaggle.json or KAGGLE_USERNAME and KAGGLE_KEY)."
-    try:
-        from kaggle.api.kaggle_api_extended import KaggleApi
-        api = KaggleApi(); api.authenticate()
-        api.dataset_download_files(dataset, path=str(dest), quiet=False, unzip=False)
-    except ImportError: raise ConnectionError("the kaggle package is not installed (pip install kaggle)") from None
-    except Exception as e: raise ConnectionError(f"Kaggle refused or failed: {e}") from e   # the kaggle client raises many kinds
-
-def _offline_help(what:str, reason, dest:Path) -> str:
-    return (f"pneumonia_download: could not download {what}:\n  {reason}\n\nWithout a network, or when a source refuses automated "
-            f"downloads, get the data by hand.\n{DATA_HELP}\nPut it in {dest/'chest_xray'}; make run reads data/raw/chest_xray, and "
-            f"make run DATA=/path/to/chest_xray reads any other folder.")
-
-@call_parse
-def pneumonia_download(
-    dest:str='data/raw', # Folder for the archive and the extracted chest_xray/
-    source:str='mendeley', # mendeley (public, no login) or kaggle (needs the kaggle package and its credentials)
-    url:str=None, # Fetch the archive from this URL instead (a mirror); its counts are not checked
-    size:int=None, # The archive's size in bytes, with --url
-    quiet:bool=False, # No progress bar
-):
-    "Download the chest X-ray dataset (Kermany et al. 2018, CC BY 4.0), check it, and extract it into DEST/chest_xray."
-    from urllib.parse import urlparse
-    dest = Path(dest)
-    if (dest/'chest_xray').exists(): return print(f"{dest/'chest_xray'} already exists; nothing downloaded, nothing changed.")
-    if source not in SOURCES: raise SystemExit(f"pneumonia_download: --source must be one of {list(SOURCES)}, got {source!r}")
-    src = SOURCES[source]
-    archive, expected = dest/(Path(urlparse(url).path).name or 'chest_xray.zip') if url else dest/src['archive'], size if url else src.get('size')
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        if not archive.exists():
-            if source == 'kaggle' and not url: _kaggle_download(src['dataset'], dest)
-            else: fetch(url or src['url'], archive, expected, progress=not quiet)
-        check_archive(archive, expected)
-    except ValueError as e:
-        archive.rename(bad := archive.with_name(archive.name + '.corrupt'))
-        raise SystemExit(f"pneumonia_download: {e}\nIt was moved to {bad}; run again to download it afresh.") from None
-    except OSError as e: raise SystemExit(_offline_help(url or src.get('url') or f"Kaggle {src['dataset']}", e, dest)) from None
-    root = extract_chest_xray(archive, dest)
-    counts = class_counts(root)
-    print(f"extracted {counts.values.sum()} images into {root}:\n{counts.to_markdown()}")
-    if not url and counts.to_dict('index') != {s: dict(c) for s, c in src['counts'].items()}:
-        raise SystemExit(f"pneumonia_download: these counts differ from the published ones {src['counts']}; check {root} before using it.")
-    print(f"the archive is kept at {archive} ({archive.stat().st_size / 1e9:.2f} GB; delete it if you need the space)\nData: {DATA_ATTRIBUTION}")
-
-# %% ../nbs/01_data.ipynb #61edf3f3
-TEST_DATA = {'chest_xray_sample': 85, 'chest_xray_224': 80, 'chest_xray_orig': 85}   # folder: JPEG quality
-
-def _derive_film(job):
-    "Write one derived film: (source, target, width, height, mode, quality) -> original (width, height)."
-    src, dst, w, h, mode, quality = job
-    with Image.open(src) as im:
-        im.load(); size = im.size
-        im = im if im.mode == mode else (to_gray8(im) if mode == 'L' else im.convert(mode))
-        im.resize((w, h), Image.Resampling.LANCZOS).save(dst, 'JPEG', quality=quality)
-    return size
-
-def derive_test_data(data, out, manifests, folders=tuple(TEST_DATA), n_workers:int=2) -> list[Path]:
-    "Rebuild the test folders listed in `manifests` (`NAME.csv`) from the dataset `data` into `out/NAME`; existing folders are kept."
-    root, layout = find_data_root(data)
-    where = {}
-    for s, d in layout.items():
-        for c in CLASSES:
-            for f in (d/c).iterdir(): where.setdefault((c, f.name), {})[s] = f
-    made = []
-    for name in folders:
-        dest, staging = Path(out)/name, Path(out)/f'.{name}.partial'
-        if dest.exists(): made.append(dest); continue
-        m = pd.read_csv(Path(manifests)/f'{name}.csv')
-        found = [where.get((r.label, r.file), {}) for r in m.itertuples()]
-        if missing := [r.file for r, f in zip(m.itertuples(), found) if not f]:
-            raise FileNotFoundError(f"{len(missing)} of the {len(m)} films of {name} are not in {root} (first: {missing[0]}); "
-                                    "derive the test data from the complete dataset (pneumonia_download).")
-        jobs = []
-        for r, f in zip(m.itertuples(), found):
-            (staging/r.split/r.label).mkdir(parents=True, exist_ok=True)
-            jobs.append((f.get(r.split) or f.get('train') or next(iter(f.values())),   # Mendeley keeps the val films in train
-                          staging/r.split/r.label/r.file, r.width, r.height, r.mode, TEST_DATA[name]))
-        sizes = parallel(_derive_film, jobs, n_workers=n_workers)   # with fastprogress's bar
-        if 'orig_width' in m: m['orig_width'], m['orig_height'] = zip(*sizes)
-        m.to_csv(staging/'manifest.csv', index=False)
-        staging.rename(dest); made.append(dest)
-    return made
-
-# %% ../nbs/01_data.ipynb #4a95f8f2
-@call_parse
-def pneumonia_test_data(
-    data:str='data/raw/chest_xray', # The dataset (as pneumonia_download leaves it)
-    out:str='data/processed/test_data', # Where shared_data() looks when there is no shared/data
-    manifests:str='tests/data', # The committed file lists
-):
-    "Derive the notebooks' and tests' real-film folders (chest_xray_sample, chest_xray_224, chest_xray_orig) from a downloaded dataset."
-    try: made = derive_test_data(data, out, manifests)
-    except (FileNotFoundError, ValueError) as e: raise SystemExit(f"pneumonia_test_data: {e}") from None
-    for d in made: print(f"{d}: {sum(1 for f in d.rglob('*.jpeg'))} films")

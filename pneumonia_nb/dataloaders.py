@@ -16,24 +16,26 @@ import pneumonia_nb.core  # noqa: F401  (before fastai: quiets its torch.jit war
 from fastai.vision.all import (DataBlock, DataLoaders, DisplayedTransform, TfmdDL, ImageBlock, CategoryBlock, PILImageBW, ColReader,
                                IndexSplitter, IntToFloatTensor, RandomResizedCropGPU, Resize, ResizeMethod, Normalize, TensorCategory,
                                TensorImage, TensorImageBW, aug_transforms, set_seed)
-from fastai.callback.data import WeightedDL  # noqa: F401  (registers DataBlock.weighted_dataloaders)
+from fastai.callback.data import WeightedDL   # also registers DataBlock.weighted_dataloaders
 from fastcore.basics import store_attr
 from fastcore.parallel import parallel
 from fastcore.script import call_parse
-from .data import CLASSES, find_data_root, load_gray, load_split, to_gray8
+from sklearn.utils.class_weight import compute_class_weight
+from .core import CLASSES
+from .data import find_data_root, load_split, read_xray, to_gray8
 
 # %% auto #0
 __all__ = ['RESIZE_METHODS', 'XRAY_STATS', 'NORMS', 'BALANCE', 'BACKENDS', 'CACHE_VERSION', 'ReadXray', 'xray_augmentations',
            'StandardizeEachImage', 'xray_batch_tfms', 'xray_datablock', 'class_weights', 'xray_dataloaders',
            'inference_pipeline', 'inference_dataloader', 'cache_dir', 'cache_key', 'build_cache', 'CachedImages',
-           'CachedDL', 'cached_dataloaders', 'pneumonia_show_batch']
+           'CachedDL', 'WeightedCachedDL', 'cached_dataloaders', 'pneumonia_show_batch']
 
 # %% ../nbs/02_dataloaders.ipynb #4739c8af
 class ReadXray:
     "A row's image as 8-bit grayscale: its `image` (PIL) if it has one, else the file at its `path` under `root` (picklable, unlike a lambda)."
     def __init__(self, root=None): store_attr(root=Path(root or '.'))
     def __call__(self, row) -> Image.Image:
-        if (img := row.get('image')) is None: return load_gray(self.root/row['path'])
+        if (img := row.get('image')) is None: return read_xray(self.root/row['path'])
         img.load()   # decode now: fastai wraps the pixels, not a lazily opened file
         return to_gray8(img)
 
@@ -86,10 +88,9 @@ BALANCE = ('none', 'sampler', 'loss')
 
 def class_weights(labels) -> torch.Tensor:
     "Inverse-frequency weight for each class in `CLASSES` order, normalised to average 1 over the items."
-    counts = pd.Series(list(labels)).value_counts().reindex(CLASSES, fill_value=0)
-    if (counts == 0).any(): raise ValueError(f"No training items of class(es) {list(counts.index[counts == 0])}")
-    w = len(labels) / (len(CLASSES) * counts.to_numpy())
-    return torch.tensor(w, dtype=torch.float32)
+    labels = np.asarray(list(labels))
+    if missing := [c for c in CLASSES if c not in labels]: raise ValueError(f"No training items of class(es) {missing}")
+    return torch.tensor(compute_class_weight('balanced', classes=np.array(CLASSES), y=labels), dtype=torch.float32)
 
 # %% ../nbs/02_dataloaders.ipynb #5c0e8c7e
 BACKENDS = ('pil', 'cache')
@@ -144,7 +145,7 @@ def cache_key(root, paths, size:int, resize_method:str) -> str:
 
 # %% ../nbs/02_dataloaders.ipynb #2aee57fc
 def _resized_uint8(path:str, root:Path, resize:Resize) -> np.ndarray:
-    return np.asarray(resize(PILImageBW.create(load_gray(root/path)), split_idx=1))
+    return np.asarray(resize(PILImageBW.create(read_xray(root/path)), split_idx=1))
 
 def build_cache(root, paths, size:int=224, resize_method:str='squish', folder=None) -> np.ndarray:
     "uint8 array (N, 1, size, size) of the images at `paths` (relative to `root`), resized once and kept on disk."
@@ -168,14 +169,8 @@ class CachedImages:
 
 # %% ../nbs/02_dataloaders.ipynb #0cae26f9
 class CachedDL(TfmdDL):
-    "A `TfmdDL` that slices batches out of a `CachedImages` on its device; optional sampling weights `wgts`."
-    def __init__(self, dataset:CachedImages, bs:int=64, wgts=None, **kwargs):
-        self.wgts = None if wgts is None else np.asarray(wgts) / np.sum(wgts)
-        super().__init__(dataset, bs=bs, **{**kwargs, 'num_workers': 0})
-
-    def get_idxs(self):
-        if self.wgts is None or not self.shuffle: return super().get_idxs()
-        return list(np.random.choice(self.n, self.n, p=self.wgts))
+    "A `TfmdDL` that slices whole batches out of a `CachedImages` on its device: no per-item work, no worker processes."
+    def __init__(self, dataset:CachedImages, bs:int=64, **kwargs): super().__init__(dataset, bs=bs, **{**kwargs, 'num_workers': 0})
 
     def create_batches(self, samps):
         idxs, ds = list(samps), self.dataset
@@ -183,6 +178,10 @@ class CachedDL(TfmdDL):
             if self.drop_last and len(idxs) - i < self.bs: return
             t = torch.as_tensor(idxs[i:i + self.bs], device=ds.images.device)
             yield TensorImageBW(ds.images[t]), TensorCategory(ds.labels[t])
+
+# %% ../nbs/02_dataloaders.ipynb #9660215e
+class WeightedCachedDL(WeightedDL, CachedDL):
+    "`CachedDL` whose shuffled (training) order is drawn with sampling weights `wgts` by fastai's `WeightedDL`."
 
 # %% ../nbs/02_dataloaders.ipynb #cd108ff6
 def cached_dataloaders(items:pd.DataFrame, root, size:int=224, bs:int=64, resize_method:str='squish', aug_mult:float=1.0,
@@ -197,8 +196,8 @@ def cached_dataloaders(items:pd.DataFrame, root, size:int=224, bs:int=64, resize
         m = (items.split == name).to_numpy()
         train = name == 'train'   # split_idx tells fastai's transforms which are training-only (as a Datasets split would)
         ds = CachedImages(pixels[torch.from_numpy(m).to(device)], labels[torch.from_numpy(m).to(device)], items[m].reset_index(drop=True), 0 if train else 1)
-        dls.append(CachedDL(ds, bs=bs, shuffle=train, drop_last=train, wgts=wgts[m] if train and wgts is not None else None,
-                            after_batch=tfms(aug), device=device))
+        kw = dict(bs=bs, shuffle=train, drop_last=train, after_batch=tfms(aug), device=device)
+        dls.append(WeightedCachedDL(ds, wgts=wgts[m], **kw) if train and wgts is not None else CachedDL(ds, **kw))
     return DataLoaders(*dls, device=device)
 
 # %% ../nbs/02_dataloaders.ipynb #a7f70e96
@@ -206,16 +205,18 @@ def cached_dataloaders(items:pd.DataFrame, root, size:int=224, bs:int=64, resize
 def pneumonia_show_batch(
     split:str='data/processed/split.csv', # Split CSV from pneumonia_split
     data:str='data/raw/chest_xray', # Dataset folder the split was made from
-    out:str='data/processed/batch.png', # Picture of a training batch to write
-    size:int=224, # Image side in pixels
+    out:str='data/processed/batch.png', # Picture of a training batch to write (an existing file is kept unless --force)
+    img_size:int=224, # Image side in pixels
     bs:int=16, # Batch size
     seed:int=42, # Seed for shuffling and augmentation
+    force:bool=False, # Replace an existing picture at --out
 ):
     "Build the training DataLoaders from a split CSV, describe one batch and save a picture of it."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    if Path(out).exists() and not force: raise SystemExit(f"pneumonia_show_batch: {out} already exists; pass --force to replace it, or choose another --out.")
     set_seed(seed)
-    try: dls = xray_dataloaders(split, data, size=size, bs=bs)
+    try: dls = xray_dataloaders(split, data, size=img_size, bs=bs)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"pneumonia_show_batch: {e}") from None
     xb, yb = dls.one_batch()
     counts = dict(Counter(dls.vocab[i] for i in yb.tolist()))

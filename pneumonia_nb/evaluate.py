@@ -13,24 +13,21 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from .core import apply_temperature, binary_metrics, decision_rule, resolve_device, sha256_file
+from .core import CLASSES, apply_temperature, binary_metrics, is_pneumonia, progress, resolve_device, sha256_file
 from fastai.callback.hook import hook_output
-from fastai.data.core import DataLoaders
 from fastcore.script import call_parse
-from fastprogress.fastprogress import progress_bar
+from scipy.stats import spearmanr
 from sklearn.calibration import CalibrationDisplay
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-from .data import CLASSES, find_data_root, load_gray, subset_images
-from .dataloaders import inference_pipeline
-from .models import load_model
+from .data import find_data_root, read_xray, subset_images
+from .models import load_model, model_outputs, model_pipeline, stored_decision
 
 # %% auto #0
-__all__ = ['PLOTS', 'bootstrap_report', 'model_pipeline', 'tta_views', 'predict_images', 'save_plots', 'cam_layer', 'grad_cam',
-           'pick_cases', 'save_gradcam', 'eval_dir', 'stored_decision', 'evaluate_run', 'format_report',
-           'pneumonia_eval']
+__all__ = ['PLOTS', 'bootstrap_report', 'tta_views', 'predict_images', 'save_plots', 'cam_layer', 'grad_cam', 'pick_cases',
+           'cam_figure', 'save_gradcam', 'eval_dir', 'evaluate_run', 'aspect_cue', 'format_report', 'pneumonia_eval']
 
 # %% ../nbs/05_evaluate.ipynb #8e693109
 def bootstrap_report(labels, probs, threshold:float, n_boot:int=1000, seed:int=0) -> dict:
@@ -44,11 +41,6 @@ def bootstrap_report(labels, probs, threshold:float, n_boot:int=1000, seed:int=0
     reps = pd.DataFrame(reps)
     return {k: dict(value=float(v), ci95=[float(reps[k].quantile(0.025)), float(reps[k].quantile(0.975))]) for k, v in point.items()}
 
-# %% ../nbs/05_evaluate.ipynb #5c94a325
-def model_pipeline(spec:dict, root=None, bs:int=64, device=None) -> DataLoaders:
-    "The validation preprocessing of a saved model (`inference_pipeline` at its spec's size, resize method and normalisation); `.test_dl(items)` batches for it."
-    return inference_pipeline(root, spec['img_size'], spec['resize_method'], spec.get('norm', 'dataset'), bs, device)
-
 # %% ../nbs/05_evaluate.ipynb #15ba0a10
 def tta_views(x:torch.Tensor, spec:dict) -> list[torch.Tensor]:
     "The batch `x` (normalised) and three mild variants: zoom 1.05, rotations of -5 and +5 degrees."
@@ -60,19 +52,13 @@ def tta_views(x:torch.Tensor, spec:dict) -> list[torch.Tensor]:
 # %% ../nbs/05_evaluate.ipynb #a621e914
 def predict_images(model:nn.Module, spec:dict, root, items:pd.DataFrame, bs:int=64, device=None, tta:bool=False) -> np.ndarray:
     "The network's own (uncalibrated) PNEUMONIA probability for each image of `items` (`path` relative to `root`), in order."
-    device = device or torch.device('cpu')
-    model = model.to(device).eval()
+    model = model.to(device or torch.device('cpu')).eval()
     dl = model_pipeline(spec, root, bs, device).test_dl(items[['path']])
-    out = []
-    with torch.no_grad():
-        for (x,) in progress_bar(dl, leave=False):                  # a bar while many images are scored
-            views = tta_views(x, spec) if tta else [x.as_subclass(torch.Tensor)]
-            out.append(torch.stack([model(v).float().softmax(1)[:, CLASSES.index('PNEUMONIA')] for v in views]).mean(0).cpu())
-    return torch.cat(out).numpy()
+    return model_outputs(model, progress(dl, 'batches scored'), (lambda x: tta_views(x, spec)) if tta else None)[0]
 
 # %% ../nbs/05_evaluate.ipynb #ec92c0df
 def _confusion(y, p, t, ax):
-    ConfusionMatrixDisplay.from_predictions(y, (p >= t).astype(int), labels=[0, 1], display_labels=CLASSES, ax=ax, cmap='Blues', colorbar=False)
+    ConfusionMatrixDisplay.from_predictions(y, is_pneumonia(p, t).astype(int), labels=[0, 1], display_labels=CLASSES, ax=ax, cmap='Blues', colorbar=False)
     ax.set(xlabel='predicted', ylabel='true', title=f'confusion at threshold {t:.3f}')
 
 def _roc(y, p, t, ax):
@@ -138,23 +124,29 @@ def grad_cam(model:nn.Module, x:torch.Tensor, target:int=CLASSES.index('PNEUMONI
 # %% ../nbs/05_evaluate.ipynb #84edc15e
 def pick_cases(preds:pd.DataFrame, threshold:float, per_kind:int=2) -> pd.DataFrame:
     "Up to `per_kind` most confident rows of each outcome (TP, TN, FP, FN), with an `outcome` column."
-    pos, pred = preds.label == 'PNEUMONIA', preds.prob_pneumonia >= threshold
+    pos, pred = preds.label == 'PNEUMONIA', is_pneumonia(preds.prob_pneumonia, threshold)
     outcome = np.select([pos & pred, ~pos & ~pred, ~pos & pred, pos & ~pred], ['TP', 'TN', 'FP', 'FN'], default='')
     d = preds.assign(outcome=outcome, conf=(preds.prob_pneumonia - threshold).abs())
     return pd.concat([d[d.outcome == k].nlargest(per_kind, 'conf') for k in ('TP', 'TN', 'FP', 'FN')]).drop(columns='conf')
 
+# %% ../nbs/05_evaluate.ipynb #f243f0ca
+def cam_figure(images:list, cams, titles:list[str]) -> plt.Figure:
+    "Grayscale `images` side by side, each with its Grad-CAM map (in [0, 1]) over it and its title, and one colour bar."
+    fig, axs = plt.subplots(1, len(images), figsize=(2.6 * len(images) + 0.8, 3.4), squeeze=False)
+    for ax, img, cam, title in zip(axs[0], images, cams, titles):
+        ax.imshow(img.resize(cam.shape[::-1]), cmap='gray'); heat = ax.imshow(cam, cmap='jet', alpha=0.35, vmin=0, vmax=1)
+        ax.axis('off'); ax.set_title(title, fontsize=7)
+    fig.colorbar(heat, ax=axs[0].tolist(), fraction=0.02, pad=0.01, label='Grad-CAM (pneumonia evidence)')
+    return fig
+
 # %% ../nbs/05_evaluate.ipynb #84eafca7
 def save_gradcam(model:nn.Module, spec:dict, root, cases:pd.DataFrame, out, device=None) -> Path:
-    "Overlay Grad-CAM maps on the `cases` X-rays and save `out/gradcam.png`, with a colour bar."
+    "Overlay Grad-CAM maps on the `cases` X-rays and save `out/gradcam.png`."
     device = device or torch.device('cpu')
     x = model_pipeline(spec, root, len(cases), device).test_dl(cases[['path']]).one_batch()[0]
     cams = grad_cam(model.to(device).eval(), x).cpu().numpy()
-    fig, axs = plt.subplots(1, len(cases), figsize=(2.6 * len(cases) + 0.8, 3.4), squeeze=False)
-    for ax, cam, r in zip(axs[0], cams, cases.itertuples()):
-        img = load_gray(Path(root)/r.path).resize(cam.shape[::-1])
-        ax.imshow(img, cmap='gray'); heat = ax.imshow(cam, cmap='jet', alpha=0.35, vmin=0, vmax=1); ax.axis('off')
-        ax.set_title(f"{r.outcome} p={r.prob_pneumonia:.2f}\n" + '\n'.join(textwrap.wrap(Path(r.path).name, 24, break_on_hyphens=False)), fontsize=7)
-    fig.colorbar(heat, ax=axs[0].tolist(), fraction=0.02, pad=0.01, label='Grad-CAM (pneumonia evidence)')
+    titles = [f"{r.outcome} p={r.prob_pneumonia:.2f}\n" + '\n'.join(textwrap.wrap(Path(r.path).name, 24, break_on_hyphens=False)) for r in cases.itertuples()]
+    fig = cam_figure([read_xray(Path(root)/r.path) for r in cases.itertuples()], cams, titles)
     fig.savefig(path := Path(out)/'gradcam.png', dpi=100, bbox_inches='tight'); plt.close(fig)
     return path
 
@@ -162,16 +154,6 @@ def save_gradcam(model:nn.Module, spec:dict, root, cases:pd.DataFrame, out, devi
 def eval_dir(run_dir, subset:str='test', tta:bool=False) -> Path:
     "Where the evaluation of `run_dir` on `subset` goes by default."
     return Path(run_dir)/(('eval' if subset == 'test' else f'eval_{subset}') + ('_tta' if tta else ''))
-
-# %% ../nbs/05_evaluate.ipynb #15e9b0a4
-def stored_decision(model_dir, spec:dict) -> dict:
-    "The model's temperature and threshold: from `model.json`, or recomputed from an older run's `valid_predictions.csv`."
-    if 'threshold' in spec: return dict(temperature=spec.get('temperature', 1.0), threshold=dict(spec['threshold'], source='model.json'))
-    f = Path(model_dir)/'valid_predictions.csv'
-    if not f.is_file(): raise FileNotFoundError(f"{model_dir}: model.json holds no threshold and there is no valid_predictions.csv to choose one from.")
-    v = pd.read_csv(f)
-    rule = decision_rule(v.label == 'PNEUMONIA', v.get('prob_uncalibrated', v.prob_pneumonia))
-    return dict(temperature=rule['temperature'], threshold=dict(rule['threshold'], source='recomputed from valid_predictions.csv'))
 
 # %% ../nbs/05_evaluate.ipynb #75f6b4f3
 def evaluate_run(model_dir, data, subset:str='test', tta:bool=False, n_boot:int=1000, seed:int=0, bs:int=64,
@@ -199,6 +181,16 @@ def evaluate_run(model_dir, data, subset:str='test', tta:bool=False, n_boot:int=
     (out/'metrics.json').write_json(report, indent=2)
     return report
 
+# %% ../nbs/05_evaluate.ipynb #d5a2db1a
+def aspect_cue(preds:pd.DataFrame, manifest) -> pd.DataFrame:
+    "Spearman rho between original width/height and `prob_pneumonia` within each true class, on the films of `preds` in `manifest`."
+    m = pd.read_csv(manifest)
+    aspect = dict(zip(m.file, m.orig_width / m.orig_height))
+    d = preds.assign(aspect=preds.path.map(lambda p: aspect.get(Path(p).name))).dropna(subset=['aspect'])
+    rows = [dict(label=c, n=int((d.label == c).sum()), **dict(zip(('rho', 'p'), spearmanr(d.aspect[d.label == c], d.prob_pneumonia[d.label == c]))))
+            for c in CLASSES]
+    return pd.DataFrame(rows).set_index('label')
+
 # %% ../nbs/05_evaluate.ipynb #463e1d57
 def format_report(report:dict) -> str:
     "A plain-text table of the report: each metric with its interval, at the chosen threshold and at 0.5."
@@ -212,7 +204,7 @@ def format_report(report:dict) -> str:
 # %% ../nbs/05_evaluate.ipynb #307aaf8c
 @call_parse
 def pneumonia_eval(
-    model_dir:str, # Model folder: a run made by pneumonia_train, or models/NAME
+    model:str='models/default', # Model folder: a run made by pneumonia_train, or models/NAME
     data:str='data/raw/chest_xray', # Labelled images: a dataset folder (its official test split is scored) or a bare NORMAL/ + PNEUMONIA/ folder
     subset:str='test', # Subset to score: test (from --data), or valid / train (from the run's split.csv)
     out:str=None, # Report folder (default: eval/ inside the model folder)
@@ -222,9 +214,9 @@ def pneumonia_eval(
     bs:int=64, # Batch size
     device:str='auto', # auto, cpu or cuda
 ):
-    "Evaluate a run folder: predictions, metrics with bootstrap intervals at the validation-chosen threshold, plots, Grad-CAM."
+    "Evaluate a model folder: predictions, metrics with bootstrap intervals at the validation-chosen threshold, plots, Grad-CAM."
     matplotlib.use('Agg')
-    try: report = evaluate_run(model_dir, data, subset, tta, n_boot, seed, bs, device, out=out)
+    try: report = evaluate_run(model, data, subset, tta, n_boot, seed, bs, device, out=out)
     except (FileNotFoundError, FileExistsError, ValueError) as e: raise SystemExit(f"pneumonia_eval: {e}") from None
     print(format_report(report))
-    print(Path(out) if out else eval_dir(model_dir, subset, tta))
+    print(Path(out) if out else eval_dir(model, subset, tta))

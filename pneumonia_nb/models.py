@@ -7,18 +7,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import timm
 import torch
+from fastai.data.core import DataLoaders
+from timm.models import register_model
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from safetensors.torch import load_file, save_file
 import fastcore.xtras  # noqa: F401  (Path.read_json, Path.write_json)
 
-from .data import CLASSES
+from .core import CLASSES, decision_rule
+from .dataloaders import inference_pipeline
 
 # %% auto #0
-__all__ = ['CUSTOM_ARCHS', 'COMPARED_ARCHS', 'MODEL_FORMAT', 'conv_block', 'baseline_cnn', 'expanded_cnn', 'model_from_file',
-           'check_arch', 'create_model', 'model_cost', 'save_model_files', 'load_model']
+__all__ = ['COMPARED_ARCHS', 'MODEL_FORMAT', 'conv_block', 'baseline_cnn', 'expanded_cnn', 'cnn', 'cnn_deep', 'model_from_file',
+           'check_arch', 'create_model', 'model_cost', 'save_model_files', 'load_model', 'model_pipeline',
+           'stored_decision', 'embedding_layer', 'model_outputs']
 
 # %% ../nbs/03_models.ipynb #aad43ec4
 def conv_block(ni:int, nf:int, n_convs:int=1, bn:bool=False) -> nn.Sequential:
@@ -43,8 +49,18 @@ def expanded_cnn(n_in:int=1, n_classes:int=2, widths=(32, 64, 128, 256, 256), dr
     blocks = [conv_block(ni, nf, n_convs=2, bn=True) for ni, nf in zip((n_in, *widths[:-1]), widths)]
     return nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(drop), nn.Linear(widths[-1], n_classes))
 
+# %% ../nbs/03_models.ipynb #4be017d7
+@register_model
+def cnn(pretrained:bool=False, in_chans:int=1, num_classes:int=2, **kwargs) -> nn.Sequential:
+    "timm's entry point for `baseline_cnn` (`img_size` and timm's other options do not apply to it)."
+    return baseline_cnn(in_chans, num_classes)
+
+@register_model
+def cnn_deep(pretrained:bool=False, in_chans:int=1, num_classes:int=2, **kwargs) -> nn.Sequential:
+    "timm's entry point for `expanded_cnn`."
+    return expanded_cnn(in_chans, num_classes)
+
 # %% ../nbs/03_models.ipynb #d832973a
-CUSTOM_ARCHS = {'cnn': baseline_cnn, 'cnn_deep': expanded_cnn}
 COMPARED_ARCHS = ('cnn', 'cnn_deep', 'resnet18', 'resnet34', 'resnet50', 'vit_tiny_patch16_224', 'vit_small_patch16_224')
 
 def _timm_model(arch:str, pretrained:bool, img_size:int, in_chans:int=1, **kwargs) -> nn.Module:
@@ -92,17 +108,16 @@ def _hub_model(arch:str, img_size:int, **kwargs) -> nn.Module:
 # %% ../nbs/03_models.ipynb #d4185864
 def check_arch(arch:str) -> str:
     "`arch` if it names a model `create_model` can build, else a `ValueError` listing the choices."
-    if arch in CUSTOM_ARCHS or timm.is_model(arch): return arch
-    raise ValueError(f"Unknown architecture {arch!r}: use one of {list(CUSTOM_ARCHS)} or a timm model name, e.g. {list(COMPARED_ARCHS[2:])}.")
+    if timm.is_model(arch): return arch
+    raise ValueError(f"Unknown architecture {arch!r}: use cnn, cnn_deep or a timm model name, e.g. {list(COMPARED_ARCHS[2:])}.")
 
 # %% ../nbs/03_models.ipynb #0a3f4e85
 def create_model(arch:str, pretrained:bool|str|Path=False, img_size:int=224, in_chans:int=1, **kwargs) -> nn.Module:
     "Model `arch` (`cnn`, `cnn_deep` or a timm name) for `in_chans`-channel images (1: X-rays) and 2 classes; `pretrained`: False, True (hub) or a weights file."
-    if check_arch(arch) in CUSTOM_ARCHS:
-        if pretrained: raise ValueError(f"{arch!r} is trained from scratch here; pretrained weights exist only for timm models.")
-        return CUSTOM_ARCHS[arch](n_in=in_chans, n_classes=len(CLASSES), **kwargs)
+    if pretrained and timm.get_pretrained_cfg(check_arch(arch)) is None:
+        raise ValueError(f"{arch!r} has no pretrained weights: it is trained from scratch (pretrained=False).")
     if pretrained is True: return _hub_model(arch, img_size, in_chans=in_chans, **kwargs)
-    if not pretrained: return _timm_model(arch, False, img_size, in_chans=in_chans, **kwargs)
+    if not pretrained: return _timm_model(check_arch(arch), False, img_size, in_chans=in_chans, **kwargs)
     return model_from_file(arch, pretrained, img_size, in_chans=in_chans, **kwargs)
 
 # %% ../nbs/03_models.ipynb #12d04c69
@@ -141,3 +156,39 @@ def load_model(path) -> tuple[nn.Module, dict]:
     model = create_model(spec['arch'], img_size=spec['img_size'])
     model.load_state_dict(load_file(spec_file.parent/spec['weights']))
     return model.eval(), spec
+
+# %% ../nbs/03_models.ipynb #5c94a325
+def model_pipeline(spec:dict, root=None, bs:int=64, device=None) -> DataLoaders:
+    "The validation preprocessing of a saved model (`inference_pipeline` at its spec's size, resize method and normalisation); `.test_dl(items)` batches for it."
+    return inference_pipeline(root, spec['img_size'], spec['resize_method'], spec.get('norm', 'dataset'), bs, device)
+
+# %% ../nbs/03_models.ipynb #15e9b0a4
+def stored_decision(model_dir, spec:dict) -> dict:
+    "The model's temperature and threshold: from `model.json`, or recomputed from an older run's `valid_predictions.csv`."
+    if 'threshold' in spec: return dict(temperature=spec.get('temperature', 1.0), threshold=dict(spec['threshold'], source='model.json'))
+    f = Path(model_dir)/'valid_predictions.csv'
+    if not f.is_file(): raise FileNotFoundError(f"{model_dir}: model.json holds no threshold and there is no valid_predictions.csv to choose one from.")
+    v = pd.read_csv(f)
+    rule = decision_rule(v.label == 'PNEUMONIA', v['prob_uncalibrated'] if 'prob_uncalibrated' in v else v.prob_pneumonia)   # older runs: one column
+    return dict(temperature=rule['temperature'], threshold=dict(rule['threshold'], source='recomputed from valid_predictions.csv'))
+
+# %% ../nbs/03_models.ipynb #992c5816
+def embedding_layer(model:nn.Module) -> nn.Linear:
+    "The model's last linear layer: its input is the embedding the decision is made from."
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears: raise ValueError(f"{type(model).__name__} has no linear layer to take embeddings from.")
+    return linears[-1]
+
+# %% ../nbs/03_models.ipynb #ce4a5bed
+def model_outputs(model:nn.Module, batches, views=None) -> tuple[np.ndarray, np.ndarray]:
+    "Uncalibrated PNEUMONIA probability and embedding of each image of `batches` (on the model's device), in order; `views(x)` (a list of batches, the plain one first) averages the probability over test-time views."
+    embs, probs = [], []
+    hook = embedding_layer(model).register_forward_hook(lambda m, inp, out: embs.append(inp[0].detach().float().cpu()))
+    try:
+        with torch.inference_mode():
+            for x, *_ in batches:
+                xs = views(x) if views else [x.as_subclass(torch.Tensor)]
+                probs.append(torch.stack([model(v).float().softmax(1)[:, CLASSES.index('PNEUMONIA')].cpu() for v in xs]).mean(0))
+                del embs[len(embs) - len(xs) + 1:]          # keep the plain view's embedding
+    finally: hook.remove()
+    return torch.cat(probs).numpy(), torch.cat(embs).flatten(1).numpy()

@@ -4,41 +4,40 @@
 
 # %% ../nbs/11_predict.ipynb #43f865de
 from __future__ import annotations
-import io, sys, warnings
+import sys, warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from fastcore.script import Param, call_parse
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from .core import apply_temperature, resolve_device, sha256_file
-from .data import expand_paths, gray_problem, to_gray8
-from .evaluate import grad_cam, model_pipeline, stored_decision
-from .models import load_model
-from .monitor import Reference, model_outputs
+from .core import apply_temperature, labels_at, resolve_device, sha256_file
+from .data import ImageProblem, expand_paths, read_xray
+from .evaluate import cam_figure, grad_cam
+from .models import load_model, model_outputs, model_pipeline, stored_decision
+from .monitor import Reference
 
 # %% auto #0
-__all__ = ['open_xray', 'Detector', 'save_cams', 'summary_line', 'pneumonia_predict']
+__all__ = ['input_name', 'Detector', 'save_cams', 'summary_line', 'pneumonia_predict']
 
-# %% ../nbs/11_predict.ipynb #4fd0e81c
-def open_xray(source) -> Image.Image:
-    "`source` (a path, bytes, a PIL image or an array) as a decoded 8-bit grayscale image; `ValueError` saying why not."
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('error', Image.DecompressionBombWarning)   # refuse above the limit instead of warning
-            if isinstance(source, np.ndarray): img = Image.fromarray(source)
-            elif isinstance(source, Image.Image): img = source
-            else: img = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
-            img.load()
-    except UnidentifiedImageError: raise ValueError('not an image (no known image format)') from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e: raise ValueError(f'image too large: {e}') from None
-    except (OSError, SyntaxError, TypeError) as e: raise ValueError(f'unreadable: {e}') from None
-    gray = to_gray8(img)
-    if problem := gray_problem(gray): raise ValueError(problem)
-    gray.info['original_mode'] = img.mode
-    return gray
+# %% ../nbs/11_predict.ipynb #57528781
+def input_name(source, i:int) -> str:
+    "The `path` a prediction reports for `source`, the `i`-th input: its path, else `<bytes #i>`, `<PIL image #i>` or `<array #i>`."
+    if isinstance(source, (str, Path)): return str(source)
+    kind = 'bytes' if isinstance(source, (bytes, bytearray)) else 'PIL image' if isinstance(source, Image.Image) else 'array' if isinstance(source, np.ndarray) else type(source).__name__
+    return f'<{kind} #{i}>'
+
+# %% ../nbs/11_predict.ipynb #56f2956d
+def _read_inputs(items:list) -> tuple[pd.DataFrame, dict]:
+    "A table of `path` and `problem` per input, and the films that could be read, by row."
+    rows, good = [], {}
+    for i, src in enumerate(items):
+        try: good[i] = read_xray(src); problem = None
+        except ImageProblem as e: problem = str(e)
+        rows.append(dict(path=input_name(src, i), problem=problem))
+    return pd.DataFrame(rows, columns=['path', 'problem']).assign(prob_pneumonia=np.nan, ood_score=np.nan, in_distribution=None), good
 
 # %% ../nbs/11_predict.ipynb #8bfbd7af
 class Detector:
@@ -71,16 +70,11 @@ class Detector:
     def predict(self, images, bs:int=32) -> pd.DataFrame:
         "One row per input (paths, folders, bytes, PIL images or arrays): `path`, `prob_pneumonia`, `label`, `in_distribution`, `ood_score`, `threshold`, `model`, `problem`."
         items = expand_paths(images) if all(isinstance(i, (str, Path)) for i in images) else list(images)
-        rows, good = [], []
-        for i, src in enumerate(items):
-            name = str(src) if isinstance(src, (str, Path)) else str(i)
-            try: good.append((len(rows), open_xray(src))); rows.append(dict(path=name, problem=None))
-            except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e: rows.append(dict(path=name, problem=str(e)))
-        df = pd.DataFrame(rows, columns=['path', 'problem']).assign(prob_pneumonia=np.nan, ood_score=np.nan, in_distribution=None)
+        df, good = _read_inputs(items)
         if good:
             cols = ['prob_pneumonia', 'ood_score', 'in_distribution']
-            df.loc[[i for i, _ in good], cols] = self.assess([g for _, g in good], bs)[0][cols].to_numpy(dtype=object)
-        df['label'] = np.where(df.prob_pneumonia.isna(), None, np.where(df.prob_pneumonia >= self.threshold, 'PNEUMONIA', 'NORMAL'))
+            df.loc[list(good), cols] = self.assess(list(good.values()), bs)[0][cols].to_numpy(dtype=object)
+        df['label'] = np.where(df.prob_pneumonia.isna(), None, labels_at(df.prob_pneumonia.fillna(0), self.threshold))
         return df.assign(threshold=self.threshold, model=self.model_id).astype({'prob_pneumonia': float, 'ood_score': float})[
             ['path', 'prob_pneumonia', 'label', 'in_distribution', 'ood_score', 'threshold', 'model', 'problem']]
 
@@ -92,12 +86,9 @@ def save_cams(detector:Detector, preds:pd.DataFrame, sources:list, out) -> list[
     written = []
     for src, r in zip(sources, preds.itertuples()):
         if pd.notna(r.problem): continue
-        img = open_xray(src)
-        x = detector.pipeline.test_dl(pd.DataFrame({'image': [img]})).one_batch()[0]
-        cam = grad_cam(detector.model, x)[0].cpu().numpy()
-        fig, ax = plt.subplots(figsize=(3.2, 3.4))
-        ax.imshow(img.resize(cam.shape[::-1]), cmap='gray'); ax.imshow(cam, cmap='jet', alpha=0.35, vmin=0, vmax=1); ax.axis('off')
-        ax.set_title(f"{r.label} p={r.prob_pneumonia:.2f} (threshold {r.threshold:.2f})\n{Path(r.path).name}", fontsize=7)
+        img = read_xray(src)
+        cam = grad_cam(detector.model, detector.pipeline.test_dl(pd.DataFrame({'image': [img]})).one_batch()[0])[0].cpu().numpy()
+        fig = cam_figure([img], [cam], [f"{r.label} p={r.prob_pneumonia:.2f} (threshold {r.threshold:.2f})\n{Path(r.path).name}"])
         fig.savefig(f := out/f"{len(written):04d}-{Path(r.path).stem}.png", dpi=100, bbox_inches='tight'); plt.close(fig)
         written.append(f)
     return written

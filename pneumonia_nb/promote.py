@@ -8,7 +8,7 @@ import datetime, os, shutil
 from pathlib import Path
 
 import pandas as pd
-from fastcore.script import call_parse
+from fastcore.script import Param, call_parse
 
 from .data import DATA_ATTRIBUTION
 from .models import load_model
@@ -43,10 +43,16 @@ def model_card(run_dir) -> dict:
                 run=run_dir.name, data_licence=DATA_ATTRIBUTION)
 
 # %% ../nbs/10_promote.ipynb #03242c11
+def _origin(config:dict) -> str:
+    "How the network's weights started, as the card says it."
+    w = config.get('pretrained')
+    return 'from scratch' if not w else 'from timm hub weights' if w is True or str(w).lower() == 'true' else f"from the weights in {Path(str(w)).name}"
+
+# %% ../nbs/10_promote.ipynb #944a976d
 def card_markdown(name:str, card:dict) -> str:
     "The model card as a short Markdown page."
     fmt = lambda m: ', '.join(f"{k} {v:.3f}" for k, v in m.items() if k in ('roc_auc', 'accuracy', 'sensitivity', 'specificity'))
-    lines = [f"# Model `{name}`", '', f"`{card['arch']}` from scratch, one-channel {card['input']['img_size']} px input "
+    lines = [f"# Model `{name}`", '', f"`{card['arch']}` {_origin(card['config'])}, one-channel {card['input']['img_size']} px input "
              f"({card['input']['resize_method']}, {card['input']['norm']} normalisation); recipe `{card['recipe']}`; run `{card['run']}`.", '',
              f"- Decision threshold {card['threshold']['value']:.4f} on calibrated probabilities (temperature {card['temperature']:.3f}): "
              f"{card['threshold']['rule']}, {card['threshold']['n_valid']} validation images.",
@@ -112,7 +118,7 @@ def register_version(model_dir, name:str, uri:str) -> int:
 # %% ../nbs/10_promote.ipynb #54620eae
 @call_parse
 def pneumonia_promote(
-    run_dir:str, # Run folder made by pneumonia_train (evaluate it first to put its test report on the card)
+    model:Param('Run folder made by pneumonia_train (evaluate it first to put its test report on the card)', str, required=True)=None,
     name:str='default', # Model name: the folder models/NAME and the MLflow registered model
     models:str='models', # Folder of promoted models
     force:bool=False, # Replace an existing models/NAME (the old one is moved to models/_replaced/)
@@ -120,11 +126,11 @@ def pneumonia_promote(
     data:str=None, # Data folder with the run's validation images, for the reference profile (default: the run's own)
 ):
     "Promote a trained run to models/NAME with its model card; register it in MLflow's model registry when tracking is on."
-    try: dest = promote(run_dir, name, models, force, data)
+    try: dest = promote(model, name, models, force, data)
     except (FileNotFoundError, FileExistsError, KeyError) as e: raise SystemExit(f"pneumonia_promote: {e}") from None
     print((dest/"README.md").read_text())
-    store = Path(run_dir).resolve().parent/'mlflow.db'
+    store = Path(model).resolve().parent/'mlflow.db'
     if not no_mlflow and (store.is_file() or 'MLFLOW_TRACKING_URI' in os.environ):
-        uri = tracking_uri(Path(run_dir).resolve().parent)
+        uri = tracking_uri(Path(model).resolve().parent)
         print(f"registered {name} version {register_version(dest, name, uri)} in {uri}")
     print(dest)

@@ -11,19 +11,21 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-from fastcore.basics import store_attr
+from fastcore.basics import patch, store_attr
 from fastcore.script import call_parse
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 import pneumonia_nb
 
+from .core import labels_at
+from .data import ImageProblem, Problem, expand_paths, read_xray
 from .monitor import DriftWindow, image_stats
-from .predict import Detector, open_xray
+from .predict import Detector
 
 # %% auto #0
-__all__ = ['ServiceMetrics', 'BodyLimit', 'Batcher', 'RequestLog', 'create_app', 'pneumonia_serve', 'load_test',
-           'pneumonia_loadtest']
+__all__ = ['ServiceMetrics', 'BodyLimit', 'Batcher', 'RequestLog', 'ServiceError', 'no_usable_image', 'decode', 'Service',
+           'create_app', 'pneumonia_serve', 'load_test', 'pneumonia_loadtest']
 
 # %% ../nbs/12_serve.ipynb #5ea030c3
 class ServiceMetrics:
@@ -122,121 +124,174 @@ class RequestLog:
         with self.lock, open(self.path, 'a') as f: f.write(json.dumps(record) + '\n')
 
 # %% ../nbs/12_serve.ipynb #8545ff29
-def _reason(problem:str) -> str:
-    "A short metric label for a problem message: not_an_image, too_large, too_small, blank, unreadable or other."
-    return next((k.replace(' ', '_') for k in ('not an image', 'too large', 'too small', 'blank', 'unreadable') if k in problem), 'other')
+class ServiceError(Exception):
+    "A refusal: the HTTP `status`, an error `code` clients branch on, a `detail` for people, and `extra` fields for the body."
+    def __init__(self, status:int, code:str, detail:str, **extra): super().__init__(detail); store_attr('status,code,detail,extra')
 
-def create_app(model_dir='models/default', max_body_mb:float=20, max_files:int=16, max_batch:int=32, max_wait_ms:float=10,
-               log_path=None, log_images=None, device:str='auto', window:int=200, min_window:int=25) -> FastAPI:
-    "The FastAPI service for the model in `model_dir`."
-    metrics, state = ServiceMetrics(), dict(ready=False)
-    request_log = RequestLog(log_path, log_images)
+def no_usable_image(problems:list[ImageProblem], detail:str, **extra) -> ServiceError:
+    "The refusal of a request none of whose images could be used: 415 when none was an image at all, else 422."
+    status = 415 if all(p.code == Problem.not_an_image for p in problems) else 422
+    return ServiceError(status, 'no_usable_image', detail, **extra)
 
-    @asynccontextmanager
-    async def lifespan(app):
-        det = await asyncio.to_thread(Detector.load, model_dir, device)
-        state.update(detector=det, batcher=Batcher(det, max_batch, max_wait_ms / 1000, metrics),
-                     window=DriftWindow(det.reference, window, min_window) if det.reference else None)
-        worker = asyncio.create_task(state['batcher'].run())
-        await asyncio.sleep(0)                                        # let the worker create its queue
-        noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256), dtype=np.uint8))
-        await state['batcher'].predict([noise])                       # warm-up: the first call pays for lazy initialisation
-        card = Path(model_dir)/'card.json'
-        state['card'] = card.read_json() if card.is_file() else {**det.spec, 'threshold': {'value': det.threshold}, 'temperature': det.temperature}
-        metrics.model_info.labels(det.model_id, det.spec['arch'], f'{det.threshold:.4f}').set(1)
-        state['ready'] = True
-        yield
-        worker.cancel()
+# %% ../nbs/12_serve.ipynb #67bc26a5
+def decode(data:bytes) -> tuple:
+    "`(film, its image statistics, None)` or `(None, None, ImageProblem)`: the work a worker thread does for each upload."
+    try: img = read_xray(data); return img, image_stats(img), None
+    except ImageProblem as e: return None, None, e
 
-    app = FastAPI(title='pneumonia_nb', version=pneumonia_nb.__version__, lifespan=lifespan,
+# %% ../nbs/12_serve.ipynb #438377ea
+class Service:
+    "One served model: its state and its HTTP handlers. `Service(model_dir, ...).app` is the FastAPI app."
+    def __init__(self, model_dir='models/default', max_body_mb:float=20, max_files:int=16, max_batch:int=32, max_wait_ms:float=10,
+                 log_path=None, log_images=None, device:str='auto', window:int=200, min_window:int=25):
+        store_attr('model_dir,max_files,max_batch,max_wait_ms,device,min_window')
+        self.window_size, self.metrics, self.log = window, ServiceMetrics(), RequestLog(log_path, log_images)
+        self.detector = self.batcher = self.window = self.card = None
+        self.ready = False
+        self.app = self.build_app(int(max_body_mb * 2**20))
+
+# %% ../nbs/12_serve.ipynb #5e189bd3
+@patch
+async def start(self:Service):
+    "Load the model and its monitoring window, start the batcher, warm up; then ready."
+    det = self.detector = await asyncio.to_thread(Detector.load, self.model_dir, self.device)
+    self.batcher = Batcher(det, self.max_batch, self.max_wait_ms / 1000, self.metrics)
+    self.window = DriftWindow(det.reference, self.window_size, self.min_window) if det.reference else None
+    self.worker = asyncio.create_task(self.batcher.run())
+    await asyncio.sleep(0)                                        # let the worker create its queue
+    await self.batcher.predict([Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256), dtype=np.uint8))])
+    card = Path(self.model_dir)/'card.json'
+    self.card = card.read_json() if card.is_file() else {**det.spec, 'threshold': {'value': det.threshold}, 'temperature': det.temperature}
+    self.metrics.model_info.labels(det.model_id, det.spec['arch'], f'{det.threshold:.4f}').set(1)
+    self.ready = True
+
+@patch
+@asynccontextmanager
+async def lifespan(self:Service, app):
+    "Start when the app starts; stop the batcher when it stops."
+    await self.start(); yield; self.worker.cancel()
+
+# %% ../nbs/12_serve.ipynb #f828c3f7
+@patch
+async def count(self:Service, request:Request, call_next):
+    "Give the request an id, answer it, count it by endpoint and status, time it."
+    t0, request.state.request_id = time.perf_counter(), uuid.uuid4().hex
+    response = await call_next(request)
+    endpoint = request.url.path if request.url.path in {r.path for r in self.app.routes} else 'other'
+    self.metrics.requests.labels(endpoint, str(response.status_code)).inc()
+    self.metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
+    response.headers['X-Request-ID'] = request.state.request_id
+    return response
+
+@patch
+def refuse(self:Service, request:Request, e:ServiceError) -> JSONResponse:
+    "The project's error body for a `ServiceError`."
+    return JSONResponse(dict(error=e.code, detail=e.detail, request_id=request.state.request_id, **e.extra), e.status)
+
+# %% ../nbs/12_serve.ipynb #626b93da
+@patch
+async def assess(self:Service, contents:list[bytes]) -> tuple[list, list, np.ndarray|None]:
+    "For the uploads' bytes: what decoding found per upload, the readable films' assessments, their drift-space embeddings."
+    decoded = await asyncio.to_thread(lambda: [decode(c) for c in contents])
+    good = [img for img, _, _ in decoded if img is not None]
+    table, proj = await self.batcher.predict(good) if good else (None, None)
+    return decoded, table.to_dict('records') if good else [], proj
+
+@patch
+def answer(self:Service, name:str, size:int, stats:dict|None, problem:ImageProblem|None, a:dict|None) -> dict:
+    "One upload's result (and its metrics): the prediction, or the reason it could not be made."
+    r = dict(filename=name, bytes=size)
+    if problem:
+        self.metrics.rejected.labels(problem.code.value).inc()
+        return dict(r, problem=str(problem), problem_code=problem.code.value)
+    p, guarded = float(a['prob_pneumonia']), a['in_distribution'] is not None
+    label = str(labels_at([p], self.detector.threshold)[0])
+    self.metrics.predictions.labels(label).inc(); self.metrics.probability.observe(p)
+    if guarded and not a['in_distribution']: self.metrics.out_of_distribution.inc()
+    return dict(r, label=label, prob_pneumonia=round(p, 6), threshold=self.detector.threshold, stats=stats,
+                in_distribution=bool(a['in_distribution']) if guarded else None, ood_score=round(float(a['ood_score']), 3) if guarded else None)
+
+# %% ../nbs/12_serve.ipynb #8346b44c
+@patch
+def watch(self:Service, results:list[dict], proj:np.ndarray|None):
+    "Add the predicted images to the monitoring window (and their drift-space embeddings to their log rows)."
+    if proj is None: return
+    done = [r for r in results if 'label' in r]
+    for r, e in zip(done, proj): r['embedding'] = np.round(e, 5).tolist()
+    self.window.add(proj, [dict(r['stats'], prob_pneumonia=r['prob_pneumonia'], ood_score=r['ood_score']) for r in done])
+
+@patch
+def log_request(self:Service, rid:str, files:list, contents:list[bytes], results:list[dict], seconds:float):
+    "One JSON line for the request (and the uploads themselves only if `log_images` asked for them)."
+    det = self.detector
+    self.log.write(dict(time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='milliseconds'), request_id=rid, model=det.model_id,
+                        reference_id=det.reference.id if det.reference else None, latency_ms=round(seconds * 1000, 2), results=results),
+                   {f.filename: d for f, d in zip(files, contents)})
+
+# %% ../nbs/12_serve.ipynb #cdf4020f
+@patch
+async def predict(self:Service, request:Request, files:list[UploadFile] = File(..., description='one or more X-ray images')):
+    "Predict NORMAL or PNEUMONIA for each uploaded image, at the model's stored threshold."
+    t0, rid = time.perf_counter(), request.state.request_id
+    if not self.ready: raise ServiceError(503, 'not_ready', 'the model is still loading')
+    if len(files) > self.max_files:
+        self.metrics.rejected.labels('too_many_files').inc()
+        raise ServiceError(413, 'too_many_files', f'{len(files)} files in one request; the limit is {self.max_files}')
+    contents = [await f.read() for f in files]
+    decoded, assessed, proj = await self.assess(contents)
+    rows = iter(assessed)
+    results = [self.answer(f.filename, len(c), stats, problem, None if problem else next(rows)) for f, c, (_, stats, problem) in zip(files, contents, decoded)]
+    self.watch(results, proj)
+    self.log_request(rid, files, contents, results, time.perf_counter() - t0)
+    public = [{k: v for k, v in r.items() if k not in ('stats', 'embedding')} for r in results]
+    if not assessed: raise no_usable_image([p for _, _, p in decoded], '; '.join(f"{r['filename']}: {r['problem']}" for r in results), results=public)
+    return dict(request_id=rid, model=dict(id=self.detector.model_id, version=pneumonia_nb.__version__), results=public)
+
+# %% ../nbs/12_serve.ipynb #3d95f304
+@patch
+def health(self:Service): "The process is alive."; return dict(status='alive')
+
+@patch
+def is_ready(self:Service):
+    "The model is loaded and warmed up (503 until then)."
+    return JSONResponse(dict(ready=self.ready, model=self.detector.model_id if self.ready else None), 200 if self.ready else 503)
+
+@patch
+def model_card(self:Service): "The model card: what the model is, how it was made, what it measured."; return self.card
+
+@patch
+def prometheus(self:Service):
+    "Prometheus metrics, text format."
+    if self.window: self.metrics.show_monitor(self.window.summary())
+    return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+@patch
+def monitor(self:Service):
+    "The rolling window of recent inputs: size, shares flagged and predicted PNEUMONIA, drift tests against the reference."
+    if not self.ready: raise ServiceError(503, 'not_ready', 'the model is still loading')
+    if not self.window: raise ServiceError(404, 'no_reference', f'{self.model_dir} has no reference profile: make one with '
+                                           f'`pneumonia_reference --model {self.model_dir} --data DATA_DIR`')
+    summary = self.window.summary()
+    self.metrics.show_monitor(summary)
+    return summary
+
+# %% ../nbs/12_serve.ipynb #9f8222b0
+@patch
+def build_app(self:Service, max_body:int) -> FastAPI:
+    "The FastAPI app serving this `Service`."
+    app = FastAPI(title='pneumonia_nb', version=pneumonia_nb.__version__, lifespan=self.lifespan,
                   description='NORMAL / PNEUMONIA for paediatric chest X-rays. A research tool, not a medical device.')
-    app.add_middleware(BodyLimit, max_bytes=int(max_body_mb * 2**20), on_reject=lambda: metrics.rejected.labels('body_too_large').inc())
-
-    KNOWN = {'/predict', '/health', '/ready', '/model', '/metrics', '/monitor', '/docs', '/openapi.json'}   # other paths count as 'other'
-
-    @app.middleware('http')
-    async def count(request:Request, call_next):
-        t0, endpoint = time.perf_counter(), request.url.path if request.url.path in KNOWN else 'other'
-        response = await call_next(request)
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
-        return response
-
-    def error(status:int, code:str, detail:str, request_id:str, **extra) -> JSONResponse:
-        return JSONResponse(dict(error=code, detail=detail, request_id=request_id, **extra), status, headers={'X-Request-ID': request_id})
-
-    @app.post('/predict')
-    async def predict(files:list[UploadFile] = File(..., description='one or more X-ray images')):
-        "Predict NORMAL or PNEUMONIA for each uploaded image, at the model's stored threshold."
-        rid, t0 = uuid.uuid4().hex, time.perf_counter()
-        if not state['ready']: return error(503, 'not_ready', 'the model is still loading', rid)
-        if len(files) > max_files:
-            metrics.rejected.labels('too_many_files').inc()
-            return error(413, 'too_many_files', f'{len(files)} files in one request; the limit is {max_files}', rid)
-        contents = [await f.read() for f in files]
-        def decode(data):   # in a worker thread: decoding and the image statistics never block the event loop
-            try: img = open_xray(data); return img, image_stats(img), None
-            except ValueError as e: return None, None, str(e)
-        decoded = await asyncio.to_thread(lambda: [decode(c) for c in contents])
-        good = [img for img, _, _ in decoded if img is not None]
-        table, proj = await state['batcher'].predict(good) if good else (None, None)
-        rows, det, results = iter(table.to_dict('records') if good else ()), state['detector'], []
-        for f, data, (_, stats, problem) in zip(files, contents, decoded):
-            r = dict(filename=f.filename, bytes=len(data))
-            if problem:
-                metrics.rejected.labels(_reason(problem)).inc()
-                results.append(dict(r, problem=problem)); continue
-            a = next(rows)
-            p, guarded = float(a['prob_pneumonia']), a['in_distribution'] is not None
-            label = 'PNEUMONIA' if p >= det.threshold else 'NORMAL'
-            metrics.predictions.labels(label).inc(); metrics.probability.observe(p)
-            if guarded and not a['in_distribution']: metrics.out_of_distribution.inc()
-            results.append(dict(r, label=label, prob_pneumonia=round(p, 6), threshold=det.threshold,
-                                in_distribution=bool(a['in_distribution']) if guarded else None, ood_score=round(float(a['ood_score']), 3) if guarded else None,
-                                stats=stats))
-        if proj is not None:
-            done = [r for r in results if 'label' in r]
-            for r, e in zip(done, proj): r['embedding'] = np.round(e, 5).tolist()
-            state['window'].add(proj, [dict(r['stats'], prob_pneumonia=r['prob_pneumonia'], ood_score=r['ood_score']) for r in done])
-        latency = time.perf_counter() - t0
-        record = dict(time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='milliseconds'), request_id=rid,
-                      model=det.model_id, reference_id=det.reference.id if det.reference else None, latency_ms=round(latency * 1000, 2), results=results)
-        request_log.write(record, {f.filename: d for f, d in zip(files, contents)})
-        body = dict(request_id=rid, model=dict(id=det.model_id, version=app.version), results=[{k: v for k, v in r.items() if k not in ('stats', 'embedding')} for r in results])
-        if not good:
-            status = 415 if all(r['problem'].startswith('not an image') for r in results) else 422
-            return error(status, 'no_usable_image', '; '.join(f"{r['filename']}: {r['problem']}" for r in results), rid, results=body['results'])
-        return JSONResponse(body, headers={'X-Request-ID': rid})
-
-    @app.get('/health')
-    def health(): "The process is alive."; return dict(status='alive')
-
-    @app.get('/ready')
-    def ready():
-        "The model is loaded and warmed up (503 until then)."
-        return JSONResponse(dict(ready=state['ready'], model=state['detector'].model_id if state['ready'] else None), 200 if state['ready'] else 503)
-
-    @app.get('/model')
-    def model(): "The model card: what the model is, how it was made, what it measured."; return state['card']
-
-    @app.get('/metrics')
-    def prometheus():
-        "Prometheus metrics, text format."
-        if state.get('window'): metrics.show_monitor(state['window'].summary())
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get('/monitor')
-    def monitor():
-        "The rolling window of recent inputs: size, shares flagged and predicted PNEUMONIA, drift tests against the reference."
-        if not state['ready']: return JSONResponse(dict(error='not_ready', detail='the model is still loading'), 503)
-        if not state['window']: return JSONResponse(dict(error='no_reference', detail=f'{model_dir} has no reference profile: '
-                                                         f'make one with `pneumonia_monitor reference {model_dir} --data DATA_DIR`'), 404)
-        summary = state['window'].summary()
-        metrics.show_monitor(summary)
-        return summary
-
-    app.state.metrics, app.state.service = metrics, state
+    app.add_middleware(BodyLimit, max_bytes=max_body, on_reject=lambda: self.metrics.rejected.labels('body_too_large').inc())
+    app.middleware('http')(self.count)
+    app.add_exception_handler(ServiceError, self.refuse)
+    app.post('/predict')(self.predict)
+    for path, handler in (('/health', self.health), ('/ready', self.is_ready), ('/model', self.model_card),
+                          ('/metrics', self.prometheus), ('/monitor', self.monitor)): app.get(path)(handler)
     return app
+
+def create_app(model_dir='models/default', **settings) -> FastAPI:
+    "The FastAPI app for the model in `model_dir` (`settings`: those of `Service`)."
+    return Service(model_dir, **settings).app
 
 # %% ../nbs/12_serve.ipynb #aa63fb18
 @call_parse
@@ -256,16 +311,17 @@ def pneumonia_serve(
     "Serve a model over HTTP: POST /predict, GET /health /ready /model /metrics /monitor, OpenAPI at /docs."
     import uvicorn
     if not (Path(model)/'model.json').is_file(): raise SystemExit(f"pneumonia_serve: {model} is not a model folder: no model.json (train and promote one, or pass --model).")
-    app = create_app(model, max_body_mb, max_files, max_batch, max_wait_ms, log or None, log_images, device, window)
+    app = create_app(model, max_body_mb=max_body_mb, max_files=max_files, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                     log_path=log or None, log_images=log_images, device=device, window=window)
     uvicorn.run(app, host=host, port=port, log_level='warning')
 
 # %% ../nbs/12_serve.ipynb #609582bd
-async def load_test(url:str, images:list[bytes], clients:int=8, requests:int=200, timeout:float=60) -> dict:
-    "Send `requests` single-image predictions from `clients` concurrent clients; throughput, latency percentiles, errors."
+async def load_test(url:str, images:list[bytes], clients:int=8, requests:int=200, timeout:float=60, transport=None) -> dict:
+    "Send `requests` single-image predictions from `clients` concurrent clients; throughput, latency percentiles, errors (`transport`: httpx's, e.g. an in-process app)."
     import httpx
     latencies, errors, counter = [], [], iter(range(requests))
     async def client(c):
-        async with httpx.AsyncClient(base_url=url, timeout=timeout) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=timeout, transport=transport) as http:
             for i in counter:
                 t0 = time.perf_counter()
                 try:
@@ -290,7 +346,6 @@ def pneumonia_loadtest(
     out:str=None, # JSON file for the results (never replaced)
 ):
     "Measure a running server: images/s and p50/p95/p99 latency under `clients` concurrent clients."
-    from pneumonia_nb.data import expand_paths
     if out and Path(out).exists(): raise SystemExit(f"pneumonia_loadtest: {out} already exists; choose another --out.")
     files = expand_paths([images]) if images else []
     if not files: raise SystemExit("pneumonia_loadtest: --images must name a folder with images.")

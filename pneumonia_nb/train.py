@@ -4,31 +4,31 @@
 
 # %% ../nbs/04_train.ipynb #4a67b4b2
 from __future__ import annotations
-import argparse, dataclasses, datetime, importlib.resources, os, shutil, sys, time
+import dataclasses, datetime, importlib.resources, inspect, os, shutil, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from .core import DEVICES, apply_temperature, decision_rule, record_failure, resolve_device, run_environment, sha256_file
+from .core import CLASSES, DEVICES, apply_temperature, decision_rule, record_failure, resolve_device, run_environment, sha256_file
 from fastai.vision.all import (Callback, Learner, CrossEntropyLossFlat, RocAucBinary, SaveModelCallback, CSVLogger, accuracy,
                                skm_to_fastai, set_seed)
 from fastcore.basics import store_attr
 from fastcore.docments import docments
-from fastcore.script import str2bool
+from fastcore.script import Param, call_parse, str2bool
 from sklearn.metrics import recall_score
 from timm.utils import ModelEmaV3
 import yaml
 
-from .data import CLASSES, find_data_root, load_split, make_split, save_split
+from .data import find_data_root, load_split, make_split, save_split
 from .dataloaders import BACKENDS, BALANCE, NORMS, RESIZE_METHODS, XRAY_STATS, class_weights, xray_dataloaders
 from .models import check_arch, create_model, save_model_files
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'TRAIN_NOTEBOOK', 'RECIPES', 'TrainConfig', 'prepare_split', 'build_learner', 'EMA', 'TerminalProgress',
            'validation_predictions', 'train_run', 'new_run_dir', 'tracking_uri', 'log_to_mlflow',
-           'run_training_notebook', 'load_recipe', 'train_parser', 'pneumonia_train']
+           'run_training_notebook', 'load_recipe', 'config_options', 'config_from', 'pneumonia_train']
 
 # %% ../nbs/04_train.ipynb #9242ef46
 @dataclass
@@ -150,7 +150,7 @@ def train_run(cfg:TrainConfig, run_dir, progress:bool=True) -> dict:
     rule = decision_rule(preds.label == 'PNEUMONIA', preds.prob_uncalibrated)
     preds.insert(2, 'prob_pneumonia', apply_temperature(preds.prob_uncalibrated, rule['temperature']))
     preds.to_csv(run_dir/'valid_predictions.csv', index=False)
-    metrics = dict(rule['valid_metrics'], loss=loss, threshold=rule['threshold']['value'], temperature=rule['temperature'], n=len(preds))
+    metrics = dict(rule['valid_metrics'], loss=loss, threshold=rule['threshold'], temperature=rule['temperature'], n=len(preds))
     (run_dir/'metrics.json').write_json(metrics, indent=2)
     save_model_files(learn.model.float(), run_dir, cfg.arch, cfg.img_size, cfg.resize_method, *XRAY_STATS, norm=cfg.norm, **rule)
     (run_dir/'config.json').write_json({**record, 'wall_seconds': round(time.time() - started, 1)}, indent=2, default=str)
@@ -199,7 +199,7 @@ def log_to_mlflow(run_dir, experiment:str='pneumonia_nb', uri:str|None=None) -> 
         'git_commit': str(env.get('commit')), 'git_dirty': str(env.get('dirty')), 'device': env['device'], 'run_dir': str(run_dir)}).info.run_id
     params = {**record['config'], 'split_sha256': record['split_sha256'], 'torch': env['torch'], 'fastai': env['fastai'], 'timm': env['timm']}
     now = int(time.time() * 1000)
-    final = [Metric(f'best_{k}', float(v), now, 0) for k, v in (run_dir/'metrics.json').read_json().items()]
+    final = [Metric(f'best_{k}', float(v['value'] if k == 'threshold' else v), now, 0) for k, v in (run_dir/'metrics.json').read_json().items()]
     metrics = [*_history_metrics(pd.read_csv(run_dir/'history.csv')), *final]
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
     for i in range(0, len(metrics), 1000): client.log_batch(run_id, metrics=metrics[i:i+1000])
@@ -235,37 +235,50 @@ def load_recipe(name:str) -> dict:
     return {**values, 'recipe': path.stem}
 
 # %% ../nbs/04_train.ipynb #30618cbd
-_PARSERS = {'int': int, 'float': float, 'bool': str2bool, 'bool | str': lambda v: v if Path(v).suffix else str2bool(v)}
+def _bool_or_file(v:str): return v if Path(v).suffix else str2bool(v)
+_TYPES = {'int': int, 'float': float, 'bool': str2bool, 'bool | str': _bool_or_file}
 
-def train_parser() -> argparse.ArgumentParser:
-    "The `pneumonia_train` command line: every `TrainConfig` field (name, default and help from the class), and where to write."
-    p = argparse.ArgumentParser(prog='pneumonia_train', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                description="Train one model by executing the training notebook with papermill into a new run folder; print that folder last.")
-    for name, d in docments(TrainConfig, full=True).items():
-        if name != 'return': p.add_argument(f'--{name}', type=_PARSERS.get(d['anno'], str), default=d['default'], help=(d['docment'] or '').replace('%', '%%'))
-    p.add_argument('--out', default='runs', help='folder that receives the new run folder (and the MLflow store)')
-    p.add_argument('--experiment', default='pneumonia_nb', help='MLflow experiment name')
-    p.add_argument('--no_mlflow', action='store_true', help='do not log the run to MLflow')
-    p.add_argument('--quiet', action='store_true', help='no per-epoch progress lines on the terminal')
-    return p
+def config_options(func):
+    "Give `func` (which takes `**config`) one keyword option per `TrainConfig` field before its own, for `call_parse`."
+    fields = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                annotation=Param(f"{d['docment']} (default: {d['default']})", _TYPES.get(d['anno'], str)))
+              for n, d in docments(TrainConfig, full=True).items() if n != 'return']
+    own = [p.replace(kind=p.KEYWORD_ONLY) for p in inspect.signature(func).parameters.values() if p.kind != p.VAR_KEYWORD]
+    func.__signature__ = inspect.Signature(fields + own)
+    return func
+
+# %% ../nbs/04_train.ipynb #a5c5ba49
+def config_from(recipe:str|None=None, **options) -> TrainConfig:
+    "The `TrainConfig` of a command line: the recipe's values, then the options that were given (not `None`)."
+    given = {k: v for k, v in options.items() if v is not None}
+    return TrainConfig(**{**(load_recipe(recipe) if recipe else {}), **given})
 
 # %% ../nbs/04_train.ipynb #2c3c3d88
-def pneumonia_train(argv=None):
-    "Train one model by executing the training notebook with papermill into a new run folder; print that folder last."
-    parser = train_parser()
-    try:
-        if recipe := parser.parse_known_args(argv)[0].recipe: parser.set_defaults(**load_recipe(recipe))
-        args = vars(parser.parse_args(argv))
-        out, experiment, no_mlflow, quiet = args.pop('out'), args.pop('experiment'), args.pop('no_mlflow'), args.pop('quiet')
-        cfg = TrainConfig(**args)
-        find_data_root(cfg.data)
-        if cfg.split: load_split(cfg.split)
-    except (ValueError, FileNotFoundError) as e: raise SystemExit(f"pneumonia_train: {e}") from None
-    run_dir = new_run_dir(out, cfg)
+def _train_or_explain(cfg:TrainConfig, run_dir:Path, quiet:bool):
+    "Run the training notebook; a failure becomes a `SystemExit` naming the cell and the folder that keeps the evidence."
     try: run_training_notebook(cfg, run_dir, progress=not quiet)
     except Exception as e:
         from papermill import PapermillExecutionError
         what = f"in cell {e.exec_count}: {e.ename}: {e.evalue}" if isinstance(e, PapermillExecutionError) else f"{type(e).__name__}: {e}"
         raise SystemExit(f"pneumonia_train: training failed {what}\nthe run folder {run_dir} keeps the executed notebook and error.json") from None
+
+# %% ../nbs/04_train.ipynb #aecaaeae
+@call_parse
+@config_options
+def pneumonia_train(
+    runs:str='runs', # Folder that receives the new run folder (and the MLflow store)
+    experiment:str='pneumonia_nb', # MLflow experiment name
+    no_mlflow:bool=False, # Do not log the run to MLflow
+    quiet:bool=False, # No per-epoch progress lines on the terminal
+    **config,
+):
+    "Train one model by executing the training notebook with papermill into a new run folder; print that folder last."
+    try:
+        cfg = config_from(**config)
+        find_data_root(cfg.data)
+        if cfg.split: load_split(cfg.split)
+    except (ValueError, FileNotFoundError) as e: raise SystemExit(f"pneumonia_train: {e}") from None
+    run_dir = new_run_dir(runs, cfg)
+    _train_or_explain(cfg, run_dir, quiet)
     if not no_mlflow: print(f"mlflow run {log_to_mlflow(run_dir, experiment)} in {tracking_uri(run_dir.parent)}")
     print(run_dir)

@@ -53,8 +53,8 @@ if step bench; then
 fi
 if step recipe; then
   stamp "gpu recipe"
-  run=$(pn train pneumonia_train --recipe gpu --data "$DATA" --device "$DEVICE" --out "$OUT/recipe" --no_mlflow $RECIPE_ARGS | tail -1)
-  pn evaluate pneumonia_eval "$run" --data "$DATA" --device "$DEVICE"
+  run=$(pn train pneumonia_train --recipe gpu --data "$DATA" --device "$DEVICE" --runs "$OUT/recipe" --no_mlflow $RECIPE_ARGS | tail -1)
+  pn evaluate pneumonia_eval --model "$run" --data "$DATA" --device "$DEVICE"
 fi
 grid_failed=
 if step grid; then   # no MLflow on the device machine: the run folders and the leaderboard files hold every result

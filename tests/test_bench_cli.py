@@ -15,13 +15,14 @@ def test_bench_runs_tiny_and_never_replaces_results(shared, tmp_path, monkeypatc
     args = ('pneumonia_bench', '--data', shared/'chest_xray_sample', '--arch', 'cnn', 'resnet18',   # --device auto: the CPU here
             '--img_size', '64', '--epochs', '1', '--bs', '32', '--fastai_bs', '32', '--n_train', '64', '--steps', '2',
             '--num_workers', '0', '--out', out)
-    proc = run_cli(*args)
-    assert out.read_text() == mine                       # an existing file is never replaced ...
-    records = json.loads((tmp_path/'bench-1.json').read_text())['records']   # ... a new name is chosen
+    refused = run_cli(*args, check=False)
+    assert refused.returncode != 0 and 'already exists' in refused.stderr and out.read_text() == mine   # never replaced
+    proc = run_cli(*args[:-1], tmp_path/'new.json')
+    records = json.loads((tmp_path/'new.json').read_text())['records']
     assert [r['arch'] for r in records] == ['cnn', 'resnet18']
     for r in records:
         assert all(k in r for k in FIELDS) and r['device'] == 'cpu'
-        assert r['project_img_s'] > 0 and r['fastai_img_s'] > 0 and r['ceiling_img_s'] > 0
+        assert r['speedup_vs_fastai'] == pytest.approx(r['project_img_s'] / r['fastai_img_s'], abs=1e-2)
         assert math.isfinite(r['project_val_roc_auc']) and (r['n_train'], r['n_valid']) == (64, 21)
         assert r['fraction_of_ceiling'] == pytest.approx(r['project_img_s'] / r['ceiling_img_s'], abs=2e-3)
-    assert 'project_img_s' in proc.stdout and 'bench-1.json' in proc.stdout
+    assert 'project_img_s' in proc.stdout and 'new.json' in proc.stdout

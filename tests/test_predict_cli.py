@@ -8,9 +8,9 @@ from conftest import ROOT, run_cli
 
 def test_predict_equals_eval_and_names_bad_files(shared, tmp_path):
     proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--epochs', '1', '--img_size', '64',
-                   '--out', tmp_path/'runs', '--no_mlflow')
+                   '--runs', tmp_path/'runs', '--no_mlflow')
     run = tmp_path.__class__(proc.stdout.strip().splitlines()[-1])
-    run_cli('pneumonia_eval', run, '--data', shared/'chest_xray_sample', '--out', tmp_path/'eval')
+    run_cli('pneumonia_eval', '--model', run, '--data', shared/'chest_xray_sample', '--out', tmp_path/'eval')
     out = run_cli('pneumonia_predict', shared/'chest_xray_sample'/'test', '--model', run, '--out', tmp_path/'p.csv').stdout
     assert out.strip().splitlines()[-1].startswith('40 images: ')
     pred = pd.read_csv(tmp_path/'p.csv')

@@ -14,25 +14,25 @@ from pneumonia_nb.models import load_model
 def run(shared, tmp_path_factory):
     "A tiny run, logged to MLflow in its runs folder (a SQLite store), and evaluated."
     runs = tmp_path_factory.mktemp('runs')
-    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--epochs', '1', '--img_size', '64', '--out', runs)
+    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--epochs', '1', '--img_size', '64', '--runs', runs)
     d = runs.__class__(proc.stdout.strip().splitlines()[-1])
-    run_cli('pneumonia_eval', d, '--data', shared/'chest_xray_sample')
+    run_cli('pneumonia_eval', '--model', d, '--data', shared/'chest_xray_sample')
     return d
 
 
 def test_promote_refuses_to_overwrite_keeps_the_index_and_registers_versions(run, tmp_path):
     models = tmp_path/'models'
-    first = run_cli('pneumonia_promote', run, '--name', 'demo', '--models', models)
+    first = run_cli('pneumonia_promote', '--model', run, '--name', 'demo', '--models', models)
     assert 'registered demo version 1' in first.stdout
     card = json.loads((models/'demo'/'card.json').read_text())
     assert card['test_report']['n'] == 40 and card['threshold']['chosen_on'] == 'valid' and 'CC BY 4.0' in card['data_licence']
     before = (models/'demo'/'model.safetensors').read_bytes()
-    again = run_cli('pneumonia_promote', run, '--name', 'demo', '--models', models, check=False)
+    again = run_cli('pneumonia_promote', '--model', run, '--name', 'demo', '--models', models, check=False)
     assert again.returncode != 0 and 'already exists; pass --force' in again.stderr and 'Traceback' not in again.stderr
     assert (models/'demo'/'model.safetensors').read_bytes() == before
-    run_cli('pneumonia_promote', run, '--name', 'demo', '--models', models, '--force')
+    run_cli('pneumonia_promote', '--model', run, '--name', 'demo', '--models', models, '--force')
     assert len(list((models/'_replaced').iterdir())) == 1
-    run_cli('pneumonia_promote', run, '--name', 'second', '--models', models)
+    run_cli('pneumonia_promote', '--model', run, '--name', 'second', '--models', models)
     index = pd.read_csv(models/'index.csv')
     assert index.name.tolist() == ['demo', 'second'] and (index.run == run.name).all()
     uri = f"sqlite:///{run.parent/'mlflow.db'}"
@@ -51,6 +51,6 @@ def test_the_committed_default_model_loads_and_its_threshold_is_its_own(shared, 
     assert (DEFAULT/'model.safetensors').stat().st_size < 20e6 and sum(f.stat().st_size for f in DEFAULT.iterdir()) < 22e6
     for data in (shared/'chest_xray_sample', shared/'chest_xray_sample'/'test'):   # official layout, bare folder
         out = tmp_path/data.name
-        run_cli('pneumonia_eval', DEFAULT, '--data', data, '--out', out)
+        run_cli('pneumonia_eval', '--model', DEFAULT, '--data', data, '--out', out)
         assert json.loads((out/'metrics.json').read_text())['n'] == 40
     assert not (DEFAULT/'eval').exists()

@@ -15,7 +15,7 @@ from pneumonia_nb.predict import Detector
 @pytest.fixture(scope='module')
 def run(shared, tmp_path_factory):
     runs = tmp_path_factory.mktemp('runs')
-    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--epochs', '1', '--img_size', '64', '--out', runs, '--no_mlflow')
+    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--epochs', '1', '--img_size', '64', '--runs', runs, '--no_mlflow')
     return runs.__class__(proc.stdout.strip().splitlines()[-1])
 
 
@@ -151,7 +151,7 @@ def test_bounded_load_test_runs_without_errors(server, shared, tmp_path):
     out = tmp_path/'load.json'
     run_cli('pneumonia_loadtest', '--url', url, '--clients', '8', '--requests', '80', '--images', shared/'chest_xray_sample'/'test', '--out', out)
     result = json.loads(out.read_text())
-    assert result['errors'] == 0 and result['requests'] == 80 and result['images_per_s'] > 0 and result['p50_ms'] <= result['p99_ms']
+    assert result['errors'] == 0 and result['requests'] == 80 and result['images_per_s'] == pytest.approx(80 / result['wall_s'], rel=0.02)
 
 
 def test_serve_refuses_a_folder_without_a_model(tmp_path):

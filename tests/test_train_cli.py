@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 from conftest import run_cli
 from pneumonia_nb.dataloaders import xray_dataloaders
 from pneumonia_nb.models import create_model, load_model
+from pneumonia_nb.core import apply_temperature
 from pneumonia_nb.train import RUN_FILES
 
 ARCHS = ('cnn', 'cnn_deep', 'resnet18', 'vit_tiny_patch16_224')
@@ -18,7 +19,7 @@ TINY = ('--epochs', '1', '--img_size', '64', '--bs', '32')
 
 
 def train(shared, runs, arch, *extra):
-    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', arch, '--out', runs, *TINY, *extra)
+    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', arch, '--runs', runs, *TINY, *extra)
     return runs.__class__(proc.stdout.strip().splitlines()[-1])
 
 
@@ -104,20 +105,20 @@ def test_cache_backend_trains_from_the_cli(shared, tmp_path, monkeypatch):
 
 
 def test_relative_paths_from_another_folder(shared, tmp_path):
-    "The README's `--out runs`: papermill runs the notebook inside the run folder, so relative paths must not land twice."
+    "The README's `--runs runs`: papermill runs the notebook inside the run folder, so relative paths must not land twice."
     (tmp_path/'data').symlink_to(shared/'chest_xray_sample')
-    proc = run_cli('pneumonia_train', '--data', 'data', '--arch', 'cnn', '--out', 'runs', *TINY, '--no_mlflow', cwd=tmp_path)
+    proc = run_cli('pneumonia_train', '--data', 'data', '--arch', 'cnn', '--runs', 'runs', *TINY, '--no_mlflow', cwd=tmp_path)
     d = Path(proc.stdout.strip().splitlines()[-1])
     assert d.parent == tmp_path/'runs' and (d/'config.json').is_file() and (d/'model.json').is_file()
     assert 'epoch 1/1  train_loss' in proc.stderr and 'remaining' in proc.stderr and 'Kernel is running over TCP' not in proc.stderr
     assert not (d/'runs').exists()
-    ev = run_cli('pneumonia_eval', d.relative_to(tmp_path), '--data', 'data', cwd=tmp_path)
+    ev = run_cli('pneumonia_eval', '--model', d.relative_to(tmp_path), '--data', 'data', cwd=tmp_path)
     assert (d/'eval'/'metrics.json').is_file() and 'on test (40 images' in ev.stdout
 
 
 def test_bad_arguments_fail_before_a_kernel_starts(shared, tmp_path):
     t0 = time.time()
-    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'resnet81', '--out', tmp_path/'runs', check=False)
+    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'resnet81', '--runs', tmp_path/'runs', check=False)
     assert proc.returncode != 0 and "Unknown architecture 'resnet81'" in proc.stderr and 'Traceback' not in proc.stderr
     assert time.time() - t0 < 15 and not (tmp_path/'runs').exists()
 
@@ -125,7 +126,7 @@ def test_bad_arguments_fail_before_a_kernel_starts(shared, tmp_path):
 def test_a_failed_run_is_marked(tmp_path):
     empty = tmp_path/'empty'
     for c in ('NORMAL', 'PNEUMONIA'): (empty/c).mkdir(parents=True)
-    proc = run_cli('pneumonia_train', '--data', empty, '--arch', 'cnn', '--out', tmp_path/'runs', *TINY, '--no_mlflow', check=False)
+    proc = run_cli('pneumonia_train', '--data', empty, '--arch', 'cnn', '--runs', tmp_path/'runs', *TINY, '--no_mlflow', check=False)
     assert proc.returncode != 0 and 'training failed' in proc.stderr
     (d,) = (tmp_path/'runs').iterdir()
     err = json.loads((d/'error.json').read_text())
@@ -143,7 +144,7 @@ def test_help_lists_every_config_field_with_its_help():
 
 def test_recipe_gives_the_defaults_and_the_command_line_wins(shared, tmp_path, monkeypatch):
     monkeypatch.setenv('PNEUMONIA_CACHE', str(tmp_path/'cache'))
-    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--out', tmp_path/'runs', *TINY,
+    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--runs', tmp_path/'runs', *TINY,
                    '--recipe', 'cpu', '--no_mlflow', '--quiet')   # TINY: --epochs 1 --img_size 64 --bs 32 win over the recipe
     d = Path(proc.stdout.strip().splitlines()[-1])
     assert 'epoch 1/1' not in proc.stderr
@@ -151,5 +152,6 @@ def test_recipe_gives_the_defaults_and_the_command_line_wins(shared, tmp_path, m
     assert (cfg['recipe'], cfg['backend'], cfg['epochs'], cfg['img_size']) == ('cpu', 'cache', 1, 64)
     card = json.loads((d/'model.json').read_text())
     preds = pd.read_csv(d/'valid_predictions.csv')
-    assert card['threshold']['value'] == pytest.approx(json.loads((d/'metrics.json').read_text())['threshold'])
-    assert card['temperature'] > 0 and list(preds.columns) == ['path', 'label', 'prob_pneumonia', 'prob_uncalibrated']
+    assert card['threshold'] == json.loads((d/'metrics.json').read_text())['threshold']   # one shape in both files
+    assert preds.prob_pneumonia.to_numpy() == pytest.approx(apply_temperature(preds.prob_uncalibrated, card['temperature']))
+    assert list(preds.columns) == ['path', 'label', 'prob_pneumonia', 'prob_uncalibrated']
