@@ -21,13 +21,14 @@ from .models import create_model
 from .train import TrainConfig, build_learner
 
 # %% auto #0
-__all__ = ['synthetic_ceiling', 'Throughput', 'fit_and_measure', 'typical_fastai_learner', 'project_learner', 'bench_arch',
+__all__ = ['synthetic_ceiling', 'Throughput', 'typical_fastai_learner', 'project_learner', 'fit_and_measure', 'bench_arch',
            'bench_table', 'pneumonia_bench']
 
 # %% ../nbs/07_bench.ipynb #5ec69bd4
 def _sync(device:torch.device):
     if device.type == 'cuda': torch.cuda.synchronize(device)
 
+# %% ../nbs/07_bench.ipynb #3e2c1370
 def synthetic_ceiling(arch:str, img_size:int=224, bs:int=256, device='cpu', steps:int=20, warmup:int=5) -> float:
     "Training images per second of `arch` on random batches resident on `device` (channels-last; bf16 on CUDA)."
     device = torch.device(device)
@@ -62,14 +63,6 @@ class Throughput(Callback):
         e = self.epochs[1:] if len(self.epochs) > 1 else self.epochs
         return sum(n for n, _ in e) / sum(t for _, t in e)
 
-# %% ../nbs/07_bench.ipynb #eaaf435b
-def fit_and_measure(learn:Learner, epochs:int, lr:float) -> tuple[float, float]:
-    "Train with one-cycle; return (training images per second, final validation ROC-AUC)."
-    tp = Throughput()
-    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr, cbs=tp)
-    names = learn.recorder.metric_names[1:-1]
-    return tp.img_s, float(learn.recorder.values[-1][names.index('roc_auc_score')])
-
 # %% ../nbs/07_bench.ipynb #8aa14cf2
 def typical_fastai_learner(arch:str, items:pd.DataFrame, root, img_size:int, bs:int=64, num_workers=None, device=None) -> Learner:
     "What a typical fastai notebook does: RGB `ImageDataLoaders`, per-item PIL resize, default `aug_transforms`, fp16 on CUDA."
@@ -86,6 +79,14 @@ def project_learner(arch:str, items:pd.DataFrame, root, img_size:int, bs:int=256
     dls = xray_dataloaders(items, root, size=img_size, bs=bs, device=device, backend='cache')
     return build_learner(cfg, dls, path=tempfile.mkdtemp())
 
+# %% ../nbs/07_bench.ipynb #eaaf435b
+def fit_and_measure(learn:Learner, epochs:int, lr:float) -> tuple[float, float]:
+    "Train with one-cycle; return (training images per second, final validation ROC-AUC)."
+    tp = Throughput()
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr, cbs=tp)
+    names = learn.recorder.metric_names[1:-1]
+    return tp.img_s, float(learn.recorder.values[-1][names.index('roc_auc_score')])
+
 # %% ../nbs/07_bench.ipynb #ac5462ba
 def _peak_host_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -96,6 +97,7 @@ def _phase(device:torch.device, fn):
     gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
     return out, gpu, _peak_host_mb()
 
+# %% ../nbs/07_bench.ipynb #f67c2d86
 def bench_arch(arch:str, items:pd.DataFrame, root, device, img_size:int=224, epochs:int=2, bs:int=256, fastai_bs:int=64,
                lr:float=1e-3, num_workers=None, steps:int=20, seed:int=0) -> dict:
     "Ceiling, typical fastai and project throughput for `arch`, with validation ROC-AUC and peak memory."

@@ -55,8 +55,11 @@ def pathogen(fname:str, label:str) -> str:
 
 # %% ../nbs/01_data.ipynb #013a992c
 def _has_classes(d:Path) -> bool: return all((d/c).is_dir() for c in CLASSES)
+
+# %% ../nbs/01_data.ipynb #f72ea15f
 def is_debris(name:str) -> bool: return name.startswith('.') or name == '__MACOSX'
 
+# %% ../nbs/01_data.ipynb #643588cd
 def _layout_at(d:Path) -> dict|None:
     "Map official split name -> folder holding the class folders, if `d` is a dataset root."
     splits = {s: d/s for s in OFFICIAL_SPLITS if _has_classes(d/s)}
@@ -64,6 +67,7 @@ def _layout_at(d:Path) -> dict|None:
     if _has_classes(d): return {'train': d}
     return None
 
+# %% ../nbs/01_data.ipynb #714b09a1
 def find_data_root(data) -> tuple[Path, dict]:
     "The dataset root at or below `data` and its split folders; a clear error when there is none."
     data = Path(data).expanduser()
@@ -115,6 +119,7 @@ class Problem(str, enum.Enum):
     missing = 'missing'; empty = 'empty'; not_an_image = 'not_an_image'; too_large = 'too_large'
     unreadable = 'unreadable'; too_small = 'too_small'; blank = 'blank'
 
+# %% ../nbs/01_data.ipynb #fb1ac5fd
 class ImageProblem(ValueError):
     "An input that is not a usable film: `code` (a `Problem`) and a readable message."
     def __init__(self, code:Problem, message:str): super().__init__(message); self.code = Problem(code)
@@ -133,6 +138,7 @@ def _decoded(source) -> Image.Image:
 # %% ../nbs/01_data.ipynb #70b74b6f
 MIN_SIDE = 64  # px; the smallest real image in the dataset is 384 px on its shorter side
 
+# %% ../nbs/01_data.ipynb #5ee3cac3
 def _open_or_refuse(source) -> Image.Image:
     "`_decoded(source)`, each way of failing turned into an `ImageProblem`."
     if isinstance(source, (str, Path)) and Path(source).is_file() and Path(source).stat().st_size == 0: raise ImageProblem('empty', 'empty file (0 bytes)')
@@ -200,6 +206,7 @@ def _class_quota(counts:pd.Series, n:int) -> dict:
     for c in (exact - quota).sort_values(ascending=False).index[:n - quota.sum()]: quota[c] += 1
     return quota.to_dict()
 
+# %% ../nbs/01_data.ipynb #9b37df0f
 def assign_valid(pool:pd.DataFrame, valid_frac:float=VALID_FRAC, seed:int=42) -> pd.Series:
     "Boolean mask over `pool` (train+val rows with `label`, `official_split`, `group`): True for the validation rows."
     n_valid = round(len(pool) * valid_frac)
@@ -221,6 +228,7 @@ def assign_valid(pool:pd.DataFrame, valid_frac:float=VALID_FRAC, seed:int=42) ->
 SPLIT_COLUMNS = ['path', 'label', 'split', 'patient', 'pathogen', 'official_split']
 SUBSETS = ('train', 'valid', 'test')  # the values of a split's `split` column
 
+# %% ../nbs/01_data.ipynb #d4408c4f
 def split_scan(scan:pd.DataFrame, seed:int=42, valid_frac:float=VALID_FRAC) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Split the checked files of a `scan_images` table: (split table, rejected files with `reason`)."
     bad = scan.problem.notna()

@@ -95,6 +95,7 @@ def class_weights(labels) -> torch.Tensor:
 # %% ../nbs/02_dataloaders.ipynb #5c0e8c7e
 BACKENDS = ('pil', 'cache')
 
+# %% ../nbs/02_dataloaders.ipynb #85309fa1
 def xray_dataloaders(split, data, size:int=224, bs:int=64, resize_method:str='squish', aug_mult:float=1.0,
                      balance:str='none', num_workers:int=0, device=None, backend:str='pil', aspect_jitter:float=0.0,
                      norm:str='dataset') -> DataLoaders:
@@ -119,6 +120,7 @@ def inference_pipeline(root=None, size:int=224, resize_method:str='squish', norm
     return xray_datablock(root, [], size, resize_method, aug_mult=0, norm=norm).dataloaders(template, bs=bs, device=device,
                                                                                        num_workers=0)  # a worker process costs ~70 ms per call
 
+# %% ../nbs/02_dataloaders.ipynb #657feb11
 def inference_dataloader(items:pd.DataFrame, root, size:int=224, resize_method:str='squish', norm:str='dataset', bs:int=64,
                          device=None) -> TfmdDL:
     "Batches of the images in `items` (`path` under `root`, or `image`; targets from `label` if present) with the validation transforms, in order."
@@ -147,6 +149,7 @@ def cache_key(root, paths, size:int, resize_method:str) -> str:
 def _resized_uint8(path:str, root:Path, resize:Resize) -> np.ndarray:
     return np.asarray(resize(PILImageBW.create(read_xray(root/path)), split_idx=1))
 
+# %% ../nbs/02_dataloaders.ipynb #8a42606e
 def build_cache(root, paths, size:int=224, resize_method:str='squish', folder=None) -> np.ndarray:
     "uint8 array (N, 1, size, size) of the images at `paths` (relative to `root`), resized once and kept on disk."
     root, paths = Path(root), list(paths)

@@ -66,6 +66,7 @@ def check_archive(path, size:int|None=None) -> Path:
 # %% ../nbs/01a_download.ipynb #841624e2
 _MEMBER = re.compile(r'(?:^|/)chest_xray/(train|val|test)/(NORMAL|PNEUMONIA)/([^/]+)$')
 
+# %% ../nbs/01a_download.ipynb #8d3006d0
 def extract_chest_xray(archive, dest) -> Path:
     "Extract the chest X-ray images of `archive` (wherever it nests `chest_xray/`) into `dest/chest_xray`, which must not exist."
     dest = Path(dest); out, staging = dest/'chest_xray', dest/'.chest_xray.partial'
@@ -99,6 +100,7 @@ def _kaggle_download(dataset:str, dest:Path):
     except ImportError: raise ConnectionError("the kaggle package is not installed (pip install kaggle)") from None
     except Exception as e: raise ConnectionError(f"Kaggle refused or failed: {e}") from e   # the kaggle client raises many kinds
 
+# %% ../nbs/01a_download.ipynb #7daee022
 def _offline_help(what:str, reason, dest:Path) -> str:
     return (f"pneumonia_download: could not download {what}:\n  {reason}\n\nWithout a network, or when a source refuses automated "
             f"downloads, get the data by hand.\n{DATA_HELP}\nPut it in {dest/'chest_xray'}; make run reads data/raw/chest_xray, and "
@@ -149,6 +151,7 @@ def _derive_film(job):
         im.resize((w, h), Image.Resampling.LANCZOS).save(dst, 'JPEG', quality=quality)
     return size
 
+# %% ../nbs/01a_download.ipynb #c9f9a8f5
 def derive_test_data(data, out, manifests, folders=tuple(TEST_DATA), n_workers:int=2) -> list[Path]:
     "Rebuild the test folders listed in `manifests` (`NAME.csv`) from the dataset `data` into `out/NAME`; existing folders are kept."
     root, layout = find_data_root(data)

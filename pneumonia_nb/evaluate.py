@@ -61,27 +61,32 @@ def _confusion(y, p, t, ax):
     ConfusionMatrixDisplay.from_predictions(y, is_pneumonia(p, t).astype(int), labels=[0, 1], display_labels=CLASSES, ax=ax, cmap='Blues', colorbar=False)
     ax.set(xlabel='predicted', ylabel='true', title=f'confusion at threshold {t:.3f}')
 
+# %% ../nbs/05_evaluate.ipynb #d2d989e2
 def _roc(y, p, t, ax):
     m = binary_metrics(y, p, t)
     RocCurveDisplay.from_predictions(y, p, ax=ax, name='model', plot_chance_level=True)
     ax.scatter([1 - m['specificity']], [m['sensitivity']], c='red', zorder=3, label='threshold')
     ax.set(xlabel='1 - specificity', ylabel='sensitivity', title='ROC'); ax.legend(loc='lower right')
 
+# %% ../nbs/05_evaluate.ipynb #ee4cadc9
 def _pr(y, p, t, ax):
     m = binary_metrics(y, p, t)
     PrecisionRecallDisplay.from_predictions(y, p, ax=ax, name='model', plot_chance_level=True)
     ax.scatter([m['sensitivity']], [m['precision']], c='red', zorder=3, label='threshold')
     ax.set(xlabel='recall (sensitivity)', ylabel='precision', title='precision-recall', ylim=(0, 1.02)); ax.legend(loc='lower left')
 
+# %% ../nbs/05_evaluate.ipynb #0e00391d
 def _reliability(y, p, t, ax):
     CalibrationDisplay.from_predictions(y, p, n_bins=10, ax=ax, name='model')
     ax.set(xlabel='predicted P(pneumonia)', ylabel='observed frequency', title=f"reliability (ECE {binary_metrics(y, p, t)['ece']:.3f})")
 
+# %% ../nbs/05_evaluate.ipynb #b45e795e
 def _scores(y, p, t, ax):
     for c, name in enumerate(CLASSES): ax.hist(p[y == c], bins=20, range=(0, 1), alpha=0.6, label=name)
     ax.axvline(t, c='red', ls='--', label='threshold')
     ax.set(xlabel='P(pneumonia)', ylabel='images', title='scores by true class'); ax.legend()
 
+# %% ../nbs/05_evaluate.ipynb #48f2f413
 PLOTS = dict(confusion=_confusion, roc=_roc, pr=_pr, reliability=_reliability, scores=_scores)
 
 # %% ../nbs/05_evaluate.ipynb #f88ca012

@@ -49,6 +49,7 @@ GRID_KEYS = {'name', 'data', 'split', 'out', 'base', 'grid', 'arch_overrides', '
 EVAL_KEYS = {'subset', 'tta', 'n_boot', 'seed', 'bs', 'cams'}
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
+# %% ../nbs/06_experiments.ipynb #7edea50c
 def load_grid(path, **overrides) -> dict:
     "Read and check a grid YAML; `overrides` (e.g. `data`, `out`) replace its top-level values when not None."
     path = Path(path)
@@ -80,6 +81,7 @@ def point_report_path(run_dir:Path, spec:dict) -> Path:
     "Where the grid's evaluation of the point in `run_dir` writes its `metrics.json`."
     return eval_dir(run_dir, spec['eval'].get('subset', 'test'), spec['eval'].get('tta', False))/'metrics.json'
 
+# %% ../nbs/06_experiments.ipynb #e31163c2
 def point_state(run_dir:Path, spec:dict) -> str:
     "`new`, `done`, `trained`, `failed` or `incomplete`."
     if not run_dir.exists(): return 'new'
@@ -127,6 +129,7 @@ def run_point(spec:dict, point:dict, retry_failed:bool=False) -> str:
 # %% ../nbs/06_experiments.ipynb #344add28
 METRICS = ('roc_auc', 'accuracy', 'sensitivity', 'specificity')
 
+# %% ../nbs/06_experiments.ipynb #e80deae2
 def collect_runs(spec:dict) -> pd.DataFrame:
     "One row per finished grid point: its grid values, validation metrics, test metrics with intervals, threshold."
     rows = []

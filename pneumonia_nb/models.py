@@ -55,6 +55,7 @@ def cnn(pretrained:bool=False, in_chans:int=1, num_classes:int=2, **kwargs) -> n
     "timm's entry point for `baseline_cnn` (`img_size` and timm's other options do not apply to it)."
     return baseline_cnn(in_chans, num_classes)
 
+# %% ../nbs/03_models.ipynb #04dd7f7d
 @register_model
 def cnn_deep(pretrained:bool=False, in_chans:int=1, num_classes:int=2, **kwargs) -> nn.Sequential:
     "timm's entry point for `expanded_cnn`."
@@ -95,6 +96,7 @@ def _cached_weights(arch:str) -> Path|None:
         if repo and isinstance(hit := try_to_load_from_cache(repo, fname), str): return Path(hit)
     return None
 
+# %% ../nbs/03_models.ipynb #61d6ca74
 def _hub_model(arch:str, img_size:int, **kwargs) -> nn.Module:
     "A timm model with hub weights: downloaded, or from the local cache under `HF_HUB_OFFLINE`, else a fast, clear error."
     from huggingface_hub import constants

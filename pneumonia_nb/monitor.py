@@ -106,17 +106,17 @@ def profile_images(model:torch.nn.Module, spec:dict, temperature:float, images:l
     return emb, pd.DataFrame([image_stats(im) for im in images]).assign(prob_pneumonia=apply_temperature(probs, temperature))
 
 # %% ../nbs/09_monitor.ipynb #97226127
-def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0.05) -> Reference:
-    "The reference profile of the model in `model_dir` on its validation images (from `valid_predictions.csv`) under `data`."
+def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0.05, films:pd.DataFrame|None=None) -> Reference:
+    "The reference profile of the model in `model_dir` on `films` (`path`, `label` under `data`; by default its validation films, from `valid_predictions.csv`)."
     model_dir = Path(model_dir)
     model, spec = load_model(model_dir)
     decision = stored_decision(model_dir, spec)
-    valid = pd.read_csv(model_dir/'valid_predictions.csv')
+    valid = pd.read_csv(model_dir/'valid_predictions.csv') if films is None else films
     root, _ = find_data_root(data)
     if missing := [p for p in valid.path if not (root/p).is_file()]:
-        raise FileNotFoundError(f"{len(missing)} of the {len(valid)} validation images of {model_dir} are not under {root} "
-                                f"(first: {missing[0]}); pass the data folder the model was trained on.")
-    images = [read_xray(root/p) for p in progress(valid.path, 'validation films read')]
+        raise FileNotFoundError(f"{len(missing)} of the {len(valid)} reference films of {model_dir} are not under {root} "
+                                f"(first: {missing[0]}); pass the data folder they come from (for validation films, the one the model was trained on).")
+    images = [read_xray(root/p) for p in progress(valid.path, 'reference films read')]
     emb, table = profile_images(model, spec, decision['temperature'], images, resolve_device(device), bs)
     table.insert(0, 'path', valid.path.values); table.insert(1, 'label', valid.label.values)
     guard = Guard(emb, target=target)
@@ -232,6 +232,7 @@ def drift_figure(ref:Reference, cur_proj:np.ndarray, cur_table:pd.DataFrame):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/09_monitor.ipynb #13f5fa7d
 def write_report(result:dict, fig, out) -> tuple[Path, Path]:
     "`drift.json` and a self-contained `drift.html` in `out` (existing reports there are never replaced)."
     import matplotlib.pyplot as plt

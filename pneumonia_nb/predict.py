@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from fastcore.basics import patch
 from fastcore.script import Param, call_parse
 from PIL import Image
 
@@ -59,24 +60,28 @@ class Detector:
         if reference is not None and reference.warning: warnings.warn(f"{model_dir}: {reference.warning}")
         return cls(model, spec, model_dir, resolve_device(device), reference)
 
-    def assess(self, images:list[Image.Image], bs:int=32) -> tuple[pd.DataFrame, np.ndarray|None]:
-        "`prob_pneumonia` (calibrated), `ood_score` and `in_distribution` of decoded grayscale `images`, and their embeddings in the drift space."
-        probs, emb = model_outputs(self.model, self.pipeline.test_dl(pd.DataFrame({'image': images}), bs=bs))
-        df = pd.DataFrame({'prob_pneumonia': apply_temperature(probs, self.temperature)})
-        if self.reference is None: return df.assign(ood_score=np.nan, in_distribution=None), None
-        score = self.reference.guard.score(emb)
-        return df.assign(ood_score=score, in_distribution=score <= self.reference.guard.threshold), self.reference.project(emb)
+# %% ../nbs/11_predict.ipynb #f87a3688
+@patch
+def assess(self:Detector, images:list[Image.Image], bs:int=32) -> tuple[pd.DataFrame, np.ndarray|None]:
+    "`prob_pneumonia` (calibrated), `ood_score` and `in_distribution` of decoded grayscale `images`, and their embeddings in the drift space."
+    probs, emb = model_outputs(self.model, self.pipeline.test_dl(pd.DataFrame({'image': images}), bs=bs))
+    df = pd.DataFrame({'prob_pneumonia': apply_temperature(probs, self.temperature)})
+    if self.reference is None: return df.assign(ood_score=np.nan, in_distribution=None), None
+    score = self.reference.guard.score(emb)
+    return df.assign(ood_score=score, in_distribution=score <= self.reference.guard.threshold), self.reference.project(emb)
 
-    def predict(self, images, bs:int=32) -> pd.DataFrame:
-        "One row per input (paths, folders, bytes, PIL images or arrays): `path`, `prob_pneumonia`, `label`, `in_distribution`, `ood_score`, `threshold`, `model`, `problem`."
-        items = expand_paths(images) if all(isinstance(i, (str, Path)) for i in images) else list(images)
-        df, good = _read_inputs(items)
-        if good:
-            cols = ['prob_pneumonia', 'ood_score', 'in_distribution']
-            df.loc[list(good), cols] = self.assess(list(good.values()), bs)[0][cols].to_numpy(dtype=object)
-        df['label'] = np.where(df.prob_pneumonia.isna(), None, labels_at(df.prob_pneumonia.fillna(0), self.threshold))
-        return df.assign(threshold=self.threshold, model=self.model_id).astype({'prob_pneumonia': float, 'ood_score': float})[
-            ['path', 'prob_pneumonia', 'label', 'in_distribution', 'ood_score', 'threshold', 'model', 'problem']]
+# %% ../nbs/11_predict.ipynb #6137b07f
+@patch
+def predict(self:Detector, images, bs:int=32) -> pd.DataFrame:
+    "One row per input (paths, folders, bytes, PIL images or arrays): `path`, `prob_pneumonia`, `label`, `in_distribution`, `ood_score`, `threshold`, `model`, `problem`."
+    items = expand_paths(images) if all(isinstance(i, (str, Path)) for i in images) else list(images)
+    df, good = _read_inputs(items)
+    if good:
+        cols = ['prob_pneumonia', 'ood_score', 'in_distribution']
+        df.loc[list(good), cols] = self.assess(list(good.values()), bs)[0][cols].to_numpy(dtype=object)
+    df['label'] = np.where(df.prob_pneumonia.isna(), None, labels_at(df.prob_pneumonia.fillna(0), self.threshold))
+    return df.assign(threshold=self.threshold, model=self.model_id).astype({'prob_pneumonia': float, 'ood_score': float})[
+        ['path', 'prob_pneumonia', 'label', 'in_distribution', 'ood_score', 'threshold', 'model', 'problem']]
 
 # %% ../nbs/11_predict.ipynb #e19dd179
 def save_cams(detector:Detector, preds:pd.DataFrame, sources:list, out) -> list[Path]:

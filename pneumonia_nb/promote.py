@@ -77,6 +77,7 @@ def _index_row(name:str, card:dict, promoted:str) -> dict:
                 test_n=t['n'] if t else None, test_roc_auc=t['metrics']['roc_auc']['value'] if t else None,
                 run=card['run'], git_commit=card['git']['commit'], promoted=promoted)
 
+# %% ../nbs/10_promote.ipynb #3a6cc3d5
 def promote(run_dir, name:str, models='models', force:bool=False, data=None) -> Path:
     "Copy the model of `run_dir` and its card into `models/name` with its reference profile (from `data`); update `models/index.csv`."
     run_dir, models = Path(run_dir), Path(models)

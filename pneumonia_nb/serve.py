@@ -128,6 +128,7 @@ class ServiceError(Exception):
     "A refusal: the HTTP `status`, an error `code` clients branch on, a `detail` for people, and `extra` fields for the body."
     def __init__(self, status:int, code:str, detail:str, **extra): super().__init__(detail); store_attr('status,code,detail,extra')
 
+# %% ../nbs/12_serve.ipynb #2464961a
 def no_usable_image(problems:list[ImageProblem], detail:str, **extra) -> ServiceError:
     "The refusal of a request none of whose images could be used: 415 when none was an image at all, else 422."
     status = 415 if all(p.code == Problem.not_an_image for p in problems) else 422
@@ -141,14 +142,13 @@ def decode(data:bytes) -> tuple:
 
 # %% ../nbs/12_serve.ipynb #438377ea
 class Service:
-    "One served model: its state and its HTTP handlers. `Service(model_dir, ...).app` is the FastAPI app."
+    "One served model: its state and its HTTP handlers; `build_app()` makes the FastAPI app that serves it."
     def __init__(self, model_dir='models/default', max_body_mb:float=20, max_files:int=16, max_batch:int=32, max_wait_ms:float=10,
                  log_path=None, log_images=None, device:str='auto', window:int=200, min_window:int=25):
-        store_attr('model_dir,max_files,max_batch,max_wait_ms,device,min_window')
+        store_attr('model_dir,max_body_mb,max_files,max_batch,max_wait_ms,device,min_window')
         self.window_size, self.metrics, self.log = window, ServiceMetrics(), RequestLog(log_path, log_images)
         self.detector = self.batcher = self.window = self.card = None
         self.ready = False
-        self.app = self.build_app(int(max_body_mb * 2**20))
 
 # %% ../nbs/12_serve.ipynb #5e189bd3
 @patch
@@ -165,6 +165,7 @@ async def start(self:Service):
     self.metrics.model_info.labels(det.model_id, det.spec['arch'], f'{det.threshold:.4f}').set(1)
     self.ready = True
 
+# %% ../nbs/12_serve.ipynb #fd352075
 @patch
 @asynccontextmanager
 async def lifespan(self:Service, app):
@@ -177,12 +178,13 @@ async def count(self:Service, request:Request, call_next):
     "Give the request an id, answer it, count it by endpoint and status, time it."
     t0, request.state.request_id = time.perf_counter(), uuid.uuid4().hex
     response = await call_next(request)
-    endpoint = request.url.path if request.url.path in {r.path for r in self.app.routes} else 'other'
+    endpoint = request.url.path if request.url.path in {r.path for r in request.app.routes} else 'other'
     self.metrics.requests.labels(endpoint, str(response.status_code)).inc()
     self.metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
     response.headers['X-Request-ID'] = request.state.request_id
     return response
 
+# %% ../nbs/12_serve.ipynb #4c7a9bc6
 @patch
 def refuse(self:Service, request:Request, e:ServiceError) -> JSONResponse:
     "The project's error body for a `ServiceError`."
@@ -197,6 +199,7 @@ async def assess(self:Service, contents:list[bytes]) -> tuple[list, list, np.nda
     table, proj = await self.batcher.predict(good) if good else (None, None)
     return decoded, table.to_dict('records') if good else [], proj
 
+# %% ../nbs/12_serve.ipynb #ed70a2cd
 @patch
 def answer(self:Service, name:str, size:int, stats:dict|None, problem:ImageProblem|None, a:dict|None) -> dict:
     "One upload's result (and its metrics): the prediction, or the reason it could not be made."
@@ -220,6 +223,7 @@ def watch(self:Service, results:list[dict], proj:np.ndarray|None):
     for r, e in zip(done, proj): r['embedding'] = np.round(e, 5).tolist()
     self.window.add(proj, [dict(r['stats'], prob_pneumonia=r['prob_pneumonia'], ood_score=r['ood_score']) for r in done])
 
+# %% ../nbs/12_serve.ipynb #1cd7117f
 @patch
 def log_request(self:Service, rid:str, files:list, contents:list[bytes], results:list[dict], seconds:float):
     "One JSON line for the request (and the uploads themselves only if `log_images` asked for them)."
@@ -251,20 +255,24 @@ async def predict(self:Service, request:Request, files:list[UploadFile] = File(.
 @patch
 def health(self:Service): "The process is alive."; return dict(status='alive')
 
+# %% ../nbs/12_serve.ipynb #49501b54
 @patch
 def is_ready(self:Service):
     "The model is loaded and warmed up (503 until then)."
     return JSONResponse(dict(ready=self.ready, model=self.detector.model_id if self.ready else None), 200 if self.ready else 503)
 
+# %% ../nbs/12_serve.ipynb #8a598153
 @patch
 def model_card(self:Service): "The model card: what the model is, how it was made, what it measured."; return self.card
 
+# %% ../nbs/12_serve.ipynb #e04b6d44
 @patch
 def prometheus(self:Service):
     "Prometheus metrics, text format."
     if self.window: self.metrics.show_monitor(self.window.summary())
     return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+# %% ../nbs/12_serve.ipynb #e72311dc
 @patch
 def monitor(self:Service):
     "The rolling window of recent inputs: size, shares flagged and predicted PNEUMONIA, drift tests against the reference."
@@ -277,11 +285,11 @@ def monitor(self:Service):
 
 # %% ../nbs/12_serve.ipynb #9f8222b0
 @patch
-def build_app(self:Service, max_body:int) -> FastAPI:
+def build_app(self:Service) -> FastAPI:
     "The FastAPI app serving this `Service`."
     app = FastAPI(title='pneumonia_nb', version=pneumonia_nb.__version__, lifespan=self.lifespan,
                   description='NORMAL / PNEUMONIA for paediatric chest X-rays. A research tool, not a medical device.')
-    app.add_middleware(BodyLimit, max_bytes=max_body, on_reject=lambda: self.metrics.rejected.labels('body_too_large').inc())
+    app.add_middleware(BodyLimit, max_bytes=int(self.max_body_mb * 2**20), on_reject=lambda: self.metrics.rejected.labels('body_too_large').inc())
     app.middleware('http')(self.count)
     app.add_exception_handler(ServiceError, self.refuse)
     app.post('/predict')(self.predict)
@@ -289,9 +297,10 @@ def build_app(self:Service, max_body:int) -> FastAPI:
                           ('/metrics', self.prometheus), ('/monitor', self.monitor)): app.get(path)(handler)
     return app
 
+# %% ../nbs/12_serve.ipynb #6c5a450f
 def create_app(model_dir='models/default', **settings) -> FastAPI:
     "The FastAPI app for the model in `model_dir` (`settings`: those of `Service`)."
-    return Service(model_dir, **settings).app
+    return Service(model_dir, **settings).build_app()
 
 # %% ../nbs/12_serve.ipynb #aa63fb18
 @call_parse

@@ -30,6 +30,9 @@ __all__ = ['RUN_FILES', 'TRAIN_NOTEBOOK', 'RECIPES', 'TrainConfig', 'prepare_spl
            'validation_predictions', 'train_run', 'new_run_dir', 'tracking_uri', 'log_to_mlflow',
            'run_training_notebook', 'load_recipe', 'config_options', 'config_from', 'pneumonia_train']
 
+# %% ../nbs/04_train.ipynb #4ec78089
+def _absolute(p): return str(Path(p).expanduser().resolve()) if p else p
+
 # %% ../nbs/04_train.ipynb #9242ef46
 @dataclass
 class TrainConfig:
@@ -66,8 +69,6 @@ class TrainConfig:
         check_arch(self.arch)
         self.data, self.split = _absolute(self.data), _absolute(self.split)
         if isinstance(self.pretrained, (str, Path)): self.pretrained = _absolute(self.pretrained)
-
-def _absolute(p): return str(Path(p).expanduser().resolve()) if p else p
 
 # %% ../nbs/04_train.ipynb #31e07308
 def prepare_split(cfg:TrainConfig, run_dir:Path) -> Path:
@@ -128,6 +129,7 @@ def validation_predictions(learn:Learner) -> tuple[pd.DataFrame, float]:
 # %% ../nbs/04_train.ipynb #795cf941
 RUN_FILES = ('config.json', 'history.csv', 'metrics.json', 'valid_predictions.csv', 'model.safetensors', 'model.json')
 
+# %% ../nbs/04_train.ipynb #3d660139
 def train_run(cfg:TrainConfig, run_dir, progress:bool=True) -> dict:
     "Train `cfg` and write the run folder `run_dir` (one line per epoch on the terminal if `progress`); returns the validation metrics."
     run_dir = Path(run_dir)
@@ -182,6 +184,7 @@ def _history_metrics(hist:pd.DataFrame):
             if k not in ('epoch', 'time') and isinstance(v, (int, float)) and np.isfinite(v):
                 yield Metric('roc_auc' if k == 'roc_auc_score' else k, float(v), now, int(row['epoch']))
 
+# %% ../nbs/04_train.ipynb #029ac4b0
 def log_to_mlflow(run_dir, experiment:str='pneumonia_nb', uri:str|None=None) -> str:
     "Log the finished run folder `run_dir` to MLflow; returns the MLflow run id."
     from mlflow.tracking import MlflowClient
@@ -238,6 +241,7 @@ def load_recipe(name:str) -> dict:
 def _bool_or_file(v:str): return v if Path(v).suffix else str2bool(v)
 _TYPES = {'int': int, 'float': float, 'bool': str2bool, 'bool | str': _bool_or_file}
 
+# %% ../nbs/04_train.ipynb #9425b621
 def config_options(func):
     "Give `func` (which takes `**config`) one keyword option per `TrainConfig` field before its own, for `call_parse`."
     fields = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None,

@@ -12,11 +12,11 @@ def test_non_editable_install_trains_and_evaluates(shared, tmp_path):
     assert (site/'pneumonia_nb'/'train.ipynb').is_file() and not (site/'pneumonia_nb'/'train.ipynb').is_symlink()
     env = {**os.environ, 'PYTHONPATH': str(site), 'HF_HUB_OFFLINE': '1'}
     run = lambda *a: subprocess.run([str(site/'bin'/a[0]), *map(str, a[1:])], cwd=tmp_path, env=env, capture_output=True, text=True)
-    out = run('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--epochs', '1', '--img_size', '64', '--out', 'runs', '--no_mlflow')
+    out = run('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--epochs', '1', '--img_size', '64', '--runs', 'runs', '--no_mlflow')
     assert out.returncode == 0, out.stderr[-2000:]
     d = Path(out.stdout.strip().splitlines()[-1])
     assert d.parent == tmp_path/'runs' and (d/'model.json').is_file()
-    ev = run('pneumonia_eval', d, '--data', shared/'chest_xray_sample')
+    ev = run('pneumonia_eval', '--model', d, '--data', shared/'chest_xray_sample')
     assert ev.returncode == 0 and (d/'eval'/'metrics.json').is_file(), ev.stderr[-2000:]
     probe = subprocess.run([sys.executable, '-c', 'import pneumonia_nb; print(pneumonia_nb.__file__)'], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert probe.stdout.startswith(str(site))   # the installed copy ran, not the checkout
