@@ -24,9 +24,9 @@ from .models import embedding_layer, load_model, model_outputs, model_pipeline, 
 
 # %% auto #0
 __all__ = ['STAT_FEATURES', 'REFERENCE_FILES', 'PCA_COMPONENTS', 'MIN_REFERENCE', 'image_stats', 'Guard', 'Reference',
-           'profile_images', 'make_reference', 'save_reference', 'mmd_test', 'drift_tests', 'window_drift',
-           'DriftWindow', 'read_request_log', 'drift_figure', 'write_report', 'readable_images', 'images_window',
-           'pneumonia_reference', 'pneumonia_drift']
+           'profile_images', 'make_reference', 'save_reference', 'stat_tests', 'mmd_test', 'drift_tests',
+           'window_drift', 'DriftWindow', 'read_request_log', 'drift_figure', 'write_report', 'readable_images',
+           'images_window', 'pneumonia_reference', 'pneumonia_drift']
 
 # %% ../nbs/09_monitor.ipynb #22b663d9
 STAT_FEATURES = ('mean', 'std', 'p01', 'p05', 'p50', 'p95', 'p99', 'width', 'height', 'aspect')
@@ -138,6 +138,18 @@ def save_reference(model_dir, data, force:bool=False, **kwargs) -> Reference:
     if ref.warning: warnings.warn(f"{model_dir}: {ref.warning}")
     return ref
 
+# %% ../nbs/09_monitor.ipynb #c17db4c3
+def stat_tests(ref_table:pd.DataFrame, cur_table:pd.DataFrame, alpha:float) -> list[dict]:
+    "A Kolmogorov-Smirnov test per image statistic that varies in the reference, Bonferroni-corrected; the others reported untested."
+    tested = [f for f in STAT_FEATURES if ref_table[f].nunique() > 1]
+    out = []
+    for f in STAT_FEATURES:
+        if f not in tested: out.append(dict(feature=f, test='not tested: no spread in the reference', tested=False, drift=False)); continue
+        k = stats.ks_2samp(ref_table[f], cur_table[f])
+        out.append(dict(feature=f, test='Kolmogorov-Smirnov', tested=True, statistic=float(k.statistic), p_value=float(k.pvalue),
+                        drift=bool(k.pvalue < alpha / 2 / len(tested))))
+    return out
+
 # %% ../nbs/09_monitor.ipynb #f7cb6bd8
 def mmd_test(x:np.ndarray, y:np.ndarray, n_perm:int=500, seed:int=0) -> dict:
     "Squared MMD between samples `x` (reference) and `y` with a Gaussian kernel, and its permutation p-value."
@@ -156,18 +168,16 @@ def drift_tests(ref_proj:np.ndarray, ref_table:pd.DataFrame, cur_proj:np.ndarray
                 alpha:float=0.05, n_perm:int=500, seed:int=0) -> dict:
     "Embedding, image-statistic and prediction drift of a current window against the reference, with the verdicts."
     emb = mmd_test(ref_proj, cur_proj, n_perm, seed)
-    ks = {f: stats.ks_2samp(ref_table[f], cur_table[f]) for f in STAT_FEATURES}
-    feats = [dict(feature=f, test='Kolmogorov-Smirnov', statistic=float(k.statistic), p_value=float(k.pvalue)) for f, k in ks.items()]
-    n_tests = 1 + len(feats)
+    feats = stat_tests(ref_table, cur_table, alpha)
+    n_stats = sum(f['tested'] for f in feats)
     emb['drift'] = emb['p_value'] < alpha / 2
-    for f in feats: f['drift'] = f['p_value'] < alpha / 2 / len(feats)
     ks = stats.ks_2samp(ref_table.prob_pneumonia, cur_table.prob_pneumonia)
     share = lambda t: float(is_pneumonia(t.prob_pneumonia, threshold).mean())
     preds = dict(test='Kolmogorov-Smirnov on calibrated probabilities', statistic=float(ks.statistic), p_value=float(ks.pvalue),
                  share_pneumonia_reference=share(ref_table), share_pneumonia_current=share(cur_table), drift=bool(ks.pvalue < alpha))
     drift = bool(emb['drift'] or any(f['drift'] for f in feats))
     return dict(verdict='drift' if drift else 'no drift', window=len(cur_table), reference=len(ref_table), alpha=alpha,
-                rule=f'drift when the embedding p-value < {alpha / 2:g} or any image statistic p-value < {alpha / 2 / len(feats):g} (Bonferroni over {n_tests} tests)',
+                rule=f'drift when the embedding p-value < {alpha / 2:g} or any tested image statistic p-value < {alpha / 2 / max(n_stats, 1):g} (Bonferroni over {1 + n_stats} tests)',
                 embeddings=emb, image_statistics=feats, prediction_drift=preds,
                 drifted_statistics=[f['feature'] for f in feats if f['drift']])
 
@@ -232,7 +242,7 @@ def drift_figure(ref:Reference, cur_proj:np.ndarray, cur_table:pd.DataFrame):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/09_monitor.ipynb #13f5fa7d
+# %% ../nbs/09_monitor.ipynb #83ebd828
 def write_report(result:dict, fig, out) -> tuple[Path, Path]:
     "`drift.json` and a self-contained `drift.html` in `out` (existing reports there are never replaced)."
     import matplotlib.pyplot as plt

@@ -52,7 +52,7 @@ class ServiceMetrics:
         self.window.set(summary['window']); self.window_ood.set(summary['share_out_of_distribution'] or 0)
         d = summary['drift']
         self.drift.set(-1 if d is None else int(d['verdict'] == 'drift'))
-        if d: self.drift_p.labels('embeddings').set(d['embeddings']['p_value']); self.drift_p.labels('image_statistics').set(min(f['p_value'] for f in d['image_statistics']))
+        if d: self.drift_p.labels('embeddings').set(d['embeddings']['p_value']); self.drift_p.labels('image_statistics').set(min((f['p_value'] for f in d['image_statistics'] if f['tested']), default=1.0))
 
 # %% ../nbs/12_serve.ipynb #429d68b1
 class BodyLimit:
@@ -128,7 +128,7 @@ class ServiceError(Exception):
     "A refusal: the HTTP `status`, an error `code` clients branch on, a `detail` for people, and `extra` fields for the body."
     def __init__(self, status:int, code:str, detail:str, **extra): super().__init__(detail); store_attr('status,code,detail,extra')
 
-# %% ../nbs/12_serve.ipynb #2464961a
+# %% ../nbs/12_serve.ipynb #0cd3a1e2
 def no_usable_image(problems:list[ImageProblem], detail:str, **extra) -> ServiceError:
     "The refusal of a request none of whose images could be used: 415 when none was an image at all, else 422."
     status = 415 if all(p.code == Problem.not_an_image for p in problems) else 422
@@ -165,7 +165,7 @@ async def start(self:Service):
     self.metrics.model_info.labels(det.model_id, det.spec['arch'], f'{det.threshold:.4f}').set(1)
     self.ready = True
 
-# %% ../nbs/12_serve.ipynb #fd352075
+# %% ../nbs/12_serve.ipynb #110698ce
 @patch
 @asynccontextmanager
 async def lifespan(self:Service, app):
@@ -184,7 +184,7 @@ async def count(self:Service, request:Request, call_next):
     response.headers['X-Request-ID'] = request.state.request_id
     return response
 
-# %% ../nbs/12_serve.ipynb #4c7a9bc6
+# %% ../nbs/12_serve.ipynb #e0e2915d
 @patch
 def refuse(self:Service, request:Request, e:ServiceError) -> JSONResponse:
     "The project's error body for a `ServiceError`."
@@ -199,7 +199,7 @@ async def assess(self:Service, contents:list[bytes]) -> tuple[list, list, np.nda
     table, proj = await self.batcher.predict(good) if good else (None, None)
     return decoded, table.to_dict('records') if good else [], proj
 
-# %% ../nbs/12_serve.ipynb #ed70a2cd
+# %% ../nbs/12_serve.ipynb #d56cb8b2
 @patch
 def answer(self:Service, name:str, size:int, stats:dict|None, problem:ImageProblem|None, a:dict|None) -> dict:
     "One upload's result (and its metrics): the prediction, or the reason it could not be made."
@@ -223,7 +223,7 @@ def watch(self:Service, results:list[dict], proj:np.ndarray|None):
     for r, e in zip(done, proj): r['embedding'] = np.round(e, 5).tolist()
     self.window.add(proj, [dict(r['stats'], prob_pneumonia=r['prob_pneumonia'], ood_score=r['ood_score']) for r in done])
 
-# %% ../nbs/12_serve.ipynb #1cd7117f
+# %% ../nbs/12_serve.ipynb #8896b718
 @patch
 def log_request(self:Service, rid:str, files:list, contents:list[bytes], results:list[dict], seconds:float):
     "One JSON line for the request (and the uploads themselves only if `log_images` asked for them)."
@@ -255,24 +255,24 @@ async def predict(self:Service, request:Request, files:list[UploadFile] = File(.
 @patch
 def health(self:Service): "The process is alive."; return dict(status='alive')
 
-# %% ../nbs/12_serve.ipynb #49501b54
+# %% ../nbs/12_serve.ipynb #9a10bffb
 @patch
 def is_ready(self:Service):
     "The model is loaded and warmed up (503 until then)."
     return JSONResponse(dict(ready=self.ready, model=self.detector.model_id if self.ready else None), 200 if self.ready else 503)
 
-# %% ../nbs/12_serve.ipynb #8a598153
+# %% ../nbs/12_serve.ipynb #c3d2d06e
 @patch
 def model_card(self:Service): "The model card: what the model is, how it was made, what it measured."; return self.card
 
-# %% ../nbs/12_serve.ipynb #e04b6d44
+# %% ../nbs/12_serve.ipynb #fcedf2a0
 @patch
 def prometheus(self:Service):
     "Prometheus metrics, text format."
     if self.window: self.metrics.show_monitor(self.window.summary())
     return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-# %% ../nbs/12_serve.ipynb #e72311dc
+# %% ../nbs/12_serve.ipynb #fca02190
 @patch
 def monitor(self:Service):
     "The rolling window of recent inputs: size, shares flagged and predicted PNEUMONIA, drift tests against the reference."
@@ -297,7 +297,7 @@ def build_app(self:Service) -> FastAPI:
                           ('/metrics', self.prometheus), ('/monitor', self.monitor)): app.get(path)(handler)
     return app
 
-# %% ../nbs/12_serve.ipynb #6c5a450f
+# %% ../nbs/12_serve.ipynb #0071da3e
 def create_app(model_dir='models/default', **settings) -> FastAPI:
     "The FastAPI app for the model in `model_dir` (`settings`: those of `Service`)."
     return Service(model_dir, **settings).build_app()
