@@ -34,7 +34,8 @@ def site_films(data) -> pd.DataFrame:
     if (Path(data)/'model.json').is_file(): raise ValueError(f"{data} is a model folder, not labelled films: pass it as --model.")
     films = subset_images('test', data)
     manifest = find_data_root(data)[0]/'manifest.csv'
-    known = pd.read_csv(manifest).set_index('file').patient.to_dict() if manifest.is_file() and 'patient' in pd.read_csv(manifest, nrows=0) else {}
+    table = pd.read_csv(manifest) if manifest.is_file() else pd.DataFrame(columns=['file'])
+    known = table.set_index('file').patient.to_dict() if 'patient' in table else {}
     films['patient'] = [known.get(Path(p).name) or patient_id(p) for p in films.path]
     if few := {c: n for c, n in films.label.value_counts().reindex(['NORMAL', 'PNEUMONIA'], fill_value=0).items() if n < MIN_PER_CLASS}:
         raise ValueError(f"{data}: too few films to choose a decision on ({few}); at least {MIN_PER_CLASS} of each class are needed.")
