@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from PIL import Image
 import pneumonia_nb.core  # noqa: F401  (before fastai: quiets its torch.jit warning)
 from fastai.vision.all import (DataBlock, DataLoaders, DisplayedTransform, TfmdDL, ImageBlock, CategoryBlock, PILImageBW, ColReader,
@@ -26,9 +27,9 @@ from .data import find_data_root, load_split, read_xray, to_gray8
 
 # %% auto #0
 __all__ = ['RESIZE_METHODS', 'XRAY_STATS', 'NORMS', 'BALANCE', 'BACKENDS', 'CACHE_VERSION', 'ReadXray', 'xray_augmentations',
-           'StandardizeEachImage', 'xray_batch_tfms', 'xray_datablock', 'class_weights', 'xray_dataloaders',
-           'inference_pipeline', 'inference_dataloader', 'cache_dir', 'cache_key', 'build_cache', 'CachedImages',
-           'CachedDL', 'WeightedCachedDL', 'cached_dataloaders', 'pneumonia_show_batch']
+           'StandardizeEachImage', 'XrayPhotometric', 'xray_batch_tfms', 'xray_datablock', 'class_weights',
+           'xray_dataloaders', 'inference_pipeline', 'inference_dataloader', 'cache_dir', 'cache_key', 'build_cache',
+           'CachedImages', 'CachedDL', 'WeightedCachedDL', 'cached_dataloaders', 'pneumonia_show_batch']
 
 # %% ../nbs/02_dataloaders.ipynb #4739c8af
 class ReadXray:
@@ -62,11 +63,25 @@ class StandardizeEachImage(DisplayedTransform):
         lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
         return (x - lo) / (hi - lo).clamp_min(1e-6)
 
+# %% ../nbs/02_dataloaders.ipynb #3ee15bf6
+class XrayPhotometric(DisplayedTransform):
+    "Training-only jitter of each film in a batch at `strength` (0-1): gamma, contrast, blur or sharpen, Gaussian noise."
+    split_idx, order = 0, 50   # after fastai's lighting, before normalisation
+    def __init__(self, strength:float=0.5): store_attr()
+    def encodes(self, x:TensorImage):
+        s = self.strength
+        u = lambda lo, hi: torch.empty(x.shape[0], 1, 1, 1, device=x.device).uniform_(lo, hi)
+        x = x.clamp(0, 1) ** torch.exp(u(-s, s) * 0.5)
+        mean = x.mean((1, 2, 3), keepdim=True)
+        x = (x - mean) * torch.exp(u(-s, s) * 0.4) + mean
+        x = x + u(-s, s) * (x - F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode='replicate'), 3, stride=1))   # < 0 blurs, > 0 sharpens
+        return (x + torch.randn_like(x) * u(0, 0.03 * s)).clamp(0, 1)
+
 # %% ../nbs/02_dataloaders.ipynb #cb06d460
-def xray_batch_tfms(aug_mult:float=1.0, aspect_jitter:float=0.0, norm:str='dataset', size:int=224) -> list:
-    "Every batch transform, in order: augmentation and aspect/scale jitter (training batches only), then normalisation."
+def xray_batch_tfms(aug_mult:float=1.0, aspect_jitter:float=0.0, norm:str='dataset', size:int=224, photometric:float=0.0) -> list:
+    "Every batch transform, in order: augmentation, photometric and aspect/scale jitter (training batches only), then normalisation."
     if norm not in NORMS: raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    tfms = xray_augmentations(aug_mult)
+    tfms = xray_augmentations(aug_mult) + ([XrayPhotometric(photometric)] if photometric > 0 else [])
     if aspect_jitter > 0:
         crop = RandomResizedCropGPU(size, min_scale=1 - aspect_jitter, ratio=(math.exp(-aspect_jitter), math.exp(aspect_jitter)))
         crop.split_idx = 0   # training batches only: validation and prediction see the whole film
@@ -75,13 +90,13 @@ def xray_batch_tfms(aug_mult:float=1.0, aspect_jitter:float=0.0, norm:str='datas
 
 # %% ../nbs/02_dataloaders.ipynb #bf69388b
 def xray_datablock(root, valid_idx, size:int=224, resize_method:str='squish', aug_mult:float=1.0, aspect_jitter:float=0.0,
-                   norm:str='dataset') -> DataBlock:
+                   norm:str='dataset', photometric:float=0.0) -> DataBlock:
     "A fastai `DataBlock` over split-table rows under `root`, validating on the rows at `valid_idx`."
     if resize_method not in RESIZE_METHODS: raise ValueError(f"resize_method must be one of {list(RESIZE_METHODS)}, got {resize_method!r}")
     return DataBlock(blocks=(ImageBlock(cls=PILImageBW), CategoryBlock(vocab=list(CLASSES))),
                      get_x=ReadXray(root), get_y=ColReader('label'), splitter=IndexSplitter(valid_idx),
                      item_tfms=Resize(size, method=RESIZE_METHODS[resize_method], pad_mode='zeros'),
-                     batch_tfms=xray_batch_tfms(aug_mult, aspect_jitter, norm, size))
+                     batch_tfms=xray_batch_tfms(aug_mult, aspect_jitter, norm, size, photometric))
 
 # %% ../nbs/02_dataloaders.ipynb #80b4121f
 BALANCE = ('none', 'sampler', 'loss')
@@ -98,7 +113,7 @@ BACKENDS = ('pil', 'cache')
 # %% ../nbs/02_dataloaders.ipynb #85309fa1
 def xray_dataloaders(split, data, size:int=224, bs:int=64, resize_method:str='squish', aug_mult:float=1.0,
                      balance:str='none', num_workers:int=0, device=None, backend:str='pil', aspect_jitter:float=0.0,
-                     norm:str='dataset') -> DataLoaders:
+                     norm:str='dataset', photometric:float=0.0) -> DataLoaders:
     "fastai `DataLoaders` (train, valid) for the split table or CSV `split` over the images under `data`."
     if balance not in BALANCE: raise ValueError(f"balance must be one of {BALANCE}, got {balance!r}")
     if backend not in BACKENDS: raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -108,8 +123,8 @@ def xray_dataloaders(split, data, size:int=224, bs:int=64, resize_method:str='sq
         if not (items.split == s).any(): raise ValueError(f"The split has no {s!r} rows; make it with pneumonia_split.")
     root = find_data_root(data)[0]
     wgts = class_weights(items.label)[items.label.map(CLASSES.index)].numpy() if balance == 'sampler' else None
-    if backend == 'cache': return cached_dataloaders(items, root, size, bs, resize_method, aug_mult, wgts, device, aspect_jitter, norm)
-    dblock = xray_datablock(root, np.flatnonzero(items.split == 'valid'), size, resize_method, aug_mult, aspect_jitter, norm)
+    if backend == 'cache': return cached_dataloaders(items, root, size, bs, resize_method, aug_mult, wgts, device, aspect_jitter, norm, photometric)
+    dblock = xray_datablock(root, np.flatnonzero(items.split == 'valid'), size, resize_method, aug_mult, aspect_jitter, norm, photometric)
     kw = dict(bs=bs, num_workers=num_workers, device=device)
     return dblock.dataloaders(items, **kw) if wgts is None else dblock.weighted_dataloaders(items, wgts=wgts, **kw)
 
@@ -188,12 +203,12 @@ class WeightedCachedDL(WeightedDL, CachedDL):
 
 # %% ../nbs/02_dataloaders.ipynb #cd108ff6
 def cached_dataloaders(items:pd.DataFrame, root, size:int=224, bs:int=64, resize_method:str='squish', aug_mult:float=1.0,
-                       wgts=None, device=None, aspect_jitter:float=0.0, norm:str='dataset') -> DataLoaders:
+                       wgts=None, device=None, aspect_jitter:float=0.0, norm:str='dataset', photometric:float=0.0) -> DataLoaders:
     "Train/valid `DataLoaders` over the cache of `items` (split rows), on `device`, with the batch transforms of the PIL path."
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     pixels = torch.from_numpy(np.array(build_cache(root, items.path, size, resize_method))).to(device)
     labels = torch.tensor(items.label.map(CLASSES.index).to_numpy(), device=device)
-    tfms = lambda aug: [IntToFloatTensor(), *xray_batch_tfms(aug, aspect_jitter if aug else 0, norm, size)]
+    tfms = lambda aug: [IntToFloatTensor(), *xray_batch_tfms(aug, aspect_jitter if aug else 0, norm, size, photometric if aug else 0)]
     dls = []
     for name, aug in (('train', aug_mult), ('valid', 0)):
         m = (items.split == name).to_numpy()

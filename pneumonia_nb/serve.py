@@ -4,13 +4,19 @@
 
 # %% ../nbs/12_serve.ipynb #d7875b98
 from __future__ import annotations
-import asyncio, datetime, json, os, threading, time, uuid
+import asyncio, datetime, hashlib, hmac, json, logging, os, secrets, sys, time, uuid
 from contextlib import asynccontextmanager
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, File, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi import Depends, FastAPI, File, Request, Security, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastcore.basics import patch, store_attr
 from fastcore.script import call_parse
 from PIL import Image
@@ -24,7 +30,8 @@ from .monitor import DriftWindow, image_stats
 from .predict import Detector
 
 # %% auto #0
-__all__ = ['ServiceMetrics', 'BodyLimit', 'Batcher', 'RequestLog', 'ServiceError', 'no_usable_image', 'decode', 'Service',
+__all__ = ['LOG_NAMES', 'HTTP_CODES', 'BEARER', 'REFUSALS', 'ServiceMetrics', 'BodyLimit', 'Batcher', 'RequestLog', 'hashed_name',
+           'ServiceError', 'no_usable_image', 'decode', 'Service', 'read_api_keys', 'ErrorBody', 'refusals',
            'create_app', 'pneumonia_serve', 'load_test', 'pneumonia_loadtest']
 
 # %% ../nbs/12_serve.ipynb #5ea030c3
@@ -58,25 +65,31 @@ class ServiceMetrics:
 class BodyLimit:
     "ASGI middleware: answer 413 (JSON) to any request whose body is over `max_bytes`, without reading past the limit."
     def __init__(self, app, max_bytes:int, on_reject=None): store_attr()
-    async def _refuse(self, send, size):
+    async def _refuse(self, send, detail):
         if self.on_reject: self.on_reject()
-        body = json.dumps(dict(error='body_too_large', detail=f"request body {size} is over the limit of {self.max_bytes} bytes")).encode()
-        await send(dict(type='http.response.start', status=413, headers=[(b'content-type', b'application/json'), (b'content-length', str(len(body)).encode())]))
+        rid = uuid.uuid4().hex
+        body = json.dumps(dict(error='body_too_large', detail=detail, request_id=rid)).encode()
+        await send(dict(type='http.response.start', status=413, headers=[(b'content-type', b'application/json'), (b'content-length', str(len(body)).encode()),
+                                                                         (b'x-request-id', rid.encode())]))
         await send(dict(type='http.response.body', body=body))
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http': return await self.app(scope, receive, send)
         length = dict(scope['headers']).get(b'content-length')
         if length is not None:
-            if int(length) > self.max_bytes: return await self._refuse(send, f'of {int(length)} bytes')
+            if int(length) > self.max_bytes: return await self._refuse(send, f"request body of {int(length)} bytes is over the limit of {self.max_bytes} bytes")
             return await self.app(scope, receive, send)
         chunks, size, more = [], 0, True
         while more:                                    # chunked: buffer up to the limit, then replay
             msg = await receive()
             if msg['type'] != 'http.request': return
             chunks.append(msg.get('body', b'')); size += len(chunks[-1]); more = msg.get('more_body', False)
-            if size > self.max_bytes: return await self._refuse(send, 'of more than that')
-        body = b''.join(chunks)
-        async def replay(): return dict(type='http.request', body=body, more_body=False)
+            if size > self.max_bytes: return await self._refuse(send, f"request body (sent without Content-Length) passed the limit of {self.max_bytes} bytes; refused there")
+        body, replayed = b''.join(chunks), False
+        async def replay():                            # the body once, then the client's own messages (its disconnect)
+            nonlocal replayed
+            if replayed: return await receive()
+            replayed = True
+            return dict(type='http.request', body=body, more_body=False)
         return await self.app(scope, replay, send)
 
 # %% ../nbs/12_serve.ipynb #d74a28f6
@@ -112,16 +125,27 @@ class Batcher:
 
 # %% ../nbs/12_serve.ipynb #24254210
 class RequestLog:
-    "Append-only JSON-lines log of prediction requests (thread-safe); `None` path: no log."
-    def __init__(self, path=None, images_dir=None):
-        store_attr(); self.lock = threading.Lock()
-        if path: Path(path).parent.mkdir(parents=True, exist_ok=True)
+    "JSON-lines log of prediction requests, rotated past `max_mb` keeping `keep` old files (logging's `RotatingFileHandler`); `None` path: none."
+    def __init__(self, path=None, images_dir=None, max_mb:float=100, keep:int=5):
+        store_attr('path,images_dir'); self.logger = None
         if images_dir: Path(images_dir).mkdir(parents=True, exist_ok=True)
+        if not path: return
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        handler = RotatingFileHandler(path, maxBytes=int(max_mb * 2**20), backupCount=keep, encoding='utf-8')
+        handler.setFormatter(logging.Formatter('%(message)s'))
+        self.logger = logging.Logger(f'pneumonia_nb.requests:{path}')   # not registered globally: one per log, nothing propagates
+        self.logger.addHandler(handler)
     def write(self, record:dict, images:dict|None=None):
         if self.images_dir and images:
             for name, data in images.items(): (Path(self.images_dir)/f"{record['request_id']}-{Path(name).name}").write_bytes(data)
-        if not self.path: return
-        with self.lock, open(self.path, 'a') as f: f.write(json.dumps(record) + '\n')
+        if self.logger: self.logger.info(json.dumps(record))
+
+# %% ../nbs/12_serve.ipynb #b41c1170
+LOG_NAMES = ('hashed', 'raw')
+
+def hashed_name(name:str, salt:bytes) -> str:
+    "`name` as a salted SHA-256 digest (16 hex digits) with its extension: what the log keeps of a client's file name."
+    return hmac.new(salt, str(name).encode(), hashlib.sha256).hexdigest()[:16] + Path(str(name)).suffix.lower()
 
 # %% ../nbs/12_serve.ipynb #8545ff29
 class ServiceError(Exception):
@@ -144,9 +168,12 @@ def decode(data:bytes) -> tuple:
 class Service:
     "One served model: its state and its HTTP handlers; `build_app()` makes the FastAPI app that serves it."
     def __init__(self, model_dir='models/default', max_body_mb:float=20, max_files:int=16, max_batch:int=32, max_wait_ms:float=10,
-                 log_path=None, log_images=None, device:str='auto', window:int=200, min_window:int=25):
-        store_attr('model_dir,max_body_mb,max_files,max_batch,max_wait_ms,device,min_window')
-        self.window_size, self.metrics, self.log = window, ServiceMetrics(), RequestLog(log_path, log_images)
+                 log_path=None, log_images=None, device:str='auto', window:int=200, min_window:int=25, log_max_mb:float=100, log_keep:int=5,
+                 log_names:str='hashed', api_keys=(), open_metrics:bool=False, url:str|None=None):
+        if log_names not in LOG_NAMES: raise ValueError(f"log_names must be one of {LOG_NAMES}, got {log_names!r}")
+        store_attr('model_dir,max_body_mb,max_files,max_batch,max_wait_ms,device,min_window,log_names,open_metrics,url')
+        self.window_size, self.metrics, self.log = window, ServiceMetrics(), RequestLog(log_path, log_images, log_max_mb, log_keep)
+        self.api_keys, self.salt = [k.encode() for k in api_keys], os.environ.get('PNEUMONIA_LOG_SALT', '').encode() or secrets.token_bytes(16)
         self.detector = self.batcher = self.window = self.card = None
         self.ready = False
 
@@ -164,6 +191,16 @@ async def start(self:Service):
     self.card = card.read_json() if card.is_file() else {**det.spec, 'threshold': {'value': det.threshold}, 'temperature': det.temperature}
     self.metrics.model_info.labels(det.model_id, det.spec['arch'], f'{det.threshold:.4f}').set(1)
     self.ready = True
+    print(self.startup_line(), file=sys.stderr, flush=True)
+
+# %% ../nbs/12_serve.ipynb #5e85f911
+@patch
+def startup_line(self:Service) -> str:
+    "The line printed once the service is ready: where, which model and decision, who may ask, where the log goes."
+    det, chosen = self.detector, self.detector.spec.get('threshold', {}).get('chosen_on', 'valid')
+    keys = f'API keys required ({len(self.api_keys)} accepted)' if self.api_keys else 'no API keys: anyone who reaches the port is answered'
+    log = f'request log {self.log.path} (file names {self.log_names})' if self.log.path else 'no request log'
+    return f"pneumonia_serve ready{' at ' + self.url if self.url else ''}: model {det.model_id} ({det.spec['arch']}), threshold {det.threshold:.4f} chosen on {chosen}; {keys}; {log}"
 
 # %% ../nbs/12_serve.ipynb #110698ce
 @patch
@@ -187,8 +224,42 @@ async def count(self:Service, request:Request, call_next):
 # %% ../nbs/12_serve.ipynb #e0e2915d
 @patch
 def refuse(self:Service, request:Request, e:ServiceError) -> JSONResponse:
-    "The project's error body for a `ServiceError`."
-    return JSONResponse(dict(error=e.code, detail=e.detail, request_id=request.state.request_id, **e.extra), e.status)
+    "The project's error body for a `ServiceError` (a 401 also says which scheme it wants)."
+    return JSONResponse(dict(error=e.code, detail=e.detail, request_id=request.state.request_id, **e.extra), e.status,
+                        headers={'WWW-Authenticate': 'Bearer'} if e.status == 401 else None)
+
+# %% ../nbs/12_serve.ipynb #e102f77a
+HTTP_CODES = {400: 'bad_request', 401: 'unauthorized', 404: 'not_found', 405: 'method_not_allowed'}
+
+@patch
+def invalid(self:Service, request:Request, e:RequestValidationError) -> JSONResponse:
+    "A request that does not match the schema, in the project's error body."
+    detail = '; '.join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+    return self.refuse(request, ServiceError(422, 'invalid_request', detail))
+
+@patch
+def http_error(self:Service, request:Request, e:StarletteHTTPException) -> JSONResponse:
+    "Starlette's own HTTP errors (unknown path, wrong method) in the project's error body."
+    return self.refuse(request, ServiceError(e.status_code, HTTP_CODES.get(e.status_code, 'http_error'), str(e.detail)))
+
+# %% ../nbs/12_serve.ipynb #1b0a98f8
+def read_api_keys(keys_file=None, env_value:str|None=None) -> list[str]:
+    "API keys from `keys_file` (one per line, `#` comments) and the comma-separated `env_value`; none means authentication is off."
+    lines = (Path(keys_file).read_text().splitlines() if keys_file else []) + (env_value or '').split(',')
+    keys = [k.strip() for k in lines if k.strip() and not k.strip().startswith('#')]
+    if short := [k for k in keys if len(k) < 16]: raise ValueError(f"{len(short)} API key(s) shorter than 16 characters: use long random keys (e.g. `openssl rand -hex 24`).")
+    return keys
+
+# %% ../nbs/12_serve.ipynb #06663a74
+BEARER = HTTPBearer(auto_error=False, description='An API key of the service (`--api_keys_file` or `PNEUMONIA_API_KEYS`).')
+
+@patch
+def authorize(self:Service, credentials:HTTPAuthorizationCredentials|None=Security(BEARER)):
+    "Pass a request that carries one of the API keys (`Authorization: Bearer KEY`), compared in constant time; 401 otherwise."
+    given = credentials.credentials.encode() if credentials else b''
+    if not any([hmac.compare_digest(given, k) for k in self.api_keys]):   # a list, not a generator: every key is compared
+        self.metrics.rejected.labels('unauthorized').inc()
+        raise ServiceError(401, 'unauthorized', 'this service needs an API key: send the header Authorization: Bearer KEY')
 
 # %% ../nbs/12_serve.ipynb #626b93da
 @patch
@@ -226,11 +297,12 @@ def watch(self:Service, results:list[dict], proj:np.ndarray|None):
 # %% ../nbs/12_serve.ipynb #8896b718
 @patch
 def log_request(self:Service, rid:str, files:list, contents:list[bytes], results:list[dict], seconds:float):
-    "One JSON line for the request (and the uploads themselves only if `log_images` asked for them)."
-    det = self.detector
+    "One JSON line for the request, file names hashed unless `log_names='raw'` (the uploads themselves only if `log_images` asked)."
+    det, name = self.detector, (lambda n: n) if self.log_names == 'raw' else (lambda n: hashed_name(n, self.salt))
     self.log.write(dict(time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='milliseconds'), request_id=rid, model=det.model_id,
-                        reference_id=det.reference.id if det.reference else None, latency_ms=round(seconds * 1000, 2), results=results),
-                   {f.filename: d for f, d in zip(files, contents)})
+                        reference_id=det.reference.id if det.reference else None, latency_ms=round(seconds * 1000, 2),
+                        results=[dict(r, filename=name(r['filename'])) for r in results]),
+                   {name(f.filename): d for f, d in zip(files, contents)})
 
 # %% ../nbs/12_serve.ipynb #cdf4020f
 @patch
@@ -283,18 +355,39 @@ def monitor(self:Service):
     self.metrics.show_monitor(summary)
     return summary
 
+# %% ../nbs/12_serve.ipynb #2e8de869
+class ErrorBody(BaseModel):
+    "The body of every refusal; `/predict`'s may add `results`, each upload's problem."
+    model_config = ConfigDict(extra='allow')
+    error: str
+    detail: str
+    request_id: str
+
+REFUSALS = {401: 'no or a wrong API key', 404: 'no reference profile to monitor with', 413: 'body or file count over the limit',
+            415: 'no upload was an image', 422: 'no upload could be used, or the request does not match the schema', 503: 'the model is still loading'}
+
+def refusals(*statuses:int) -> dict:
+    "FastAPI `responses` documenting these refusal statuses with the project's error body."
+    return {s: dict(model=ErrorBody, description=REFUSALS[s]) for s in statuses}
+
 # %% ../nbs/12_serve.ipynb #9f8222b0
 @patch
 def build_app(self:Service) -> FastAPI:
     "The FastAPI app serving this `Service`."
-    app = FastAPI(title='pneumonia_nb', version=pneumonia_nb.__version__, lifespan=self.lifespan,
-                  description='NORMAL / PNEUMONIA for paediatric chest X-rays. A research tool, not a medical device.')
+    app = FastAPIOffline(title='pneumonia_nb', version=pneumonia_nb.__version__, lifespan=self.lifespan,
+                         description='NORMAL / PNEUMONIA for paediatric chest X-rays. A research tool, not a medical device.')
     app.add_middleware(BodyLimit, max_bytes=int(self.max_body_mb * 2**20), on_reject=lambda: self.metrics.rejected.labels('body_too_large').inc())
     app.middleware('http')(self.count)
-    app.add_exception_handler(ServiceError, self.refuse)
-    app.post('/predict')(self.predict)
-    for path, handler in (('/health', self.health), ('/ready', self.is_ready), ('/model', self.model_card),
-                          ('/metrics', self.prometheus), ('/monitor', self.monitor)): app.get(path)(handler)
+    for exc, handler in ((ServiceError, self.refuse), (RequestValidationError, self.invalid), (StarletteHTTPException, self.http_error)):
+        app.add_exception_handler(exc, handler)
+    keyed, key = ([Depends(self.authorize)], (401,)) if self.api_keys else ([], ())
+    app.post('/predict', dependencies=keyed, responses=refusals(*key, 413, 415, 422, 503))(self.predict)
+    app.get('/health')(self.health)
+    app.get('/ready', responses={503: dict(description='the model is still loading: {"ready": false, "model": null}')})(self.is_ready)
+    app.get('/model', dependencies=keyed, responses=refusals(*key))(self.model_card)
+    app.get('/monitor', dependencies=keyed, responses=refusals(*key, 404, 503))(self.monitor)
+    app.get('/metrics', dependencies=[] if self.open_metrics else keyed, response_class=PlainTextResponse,
+            responses=refusals(*(() if self.open_metrics else key)))(self.prometheus)
     return app
 
 # %% ../nbs/12_serve.ipynb #0071da3e
@@ -316,13 +409,24 @@ def pneumonia_serve(
     log_images:str=None, # Folder to keep every uploaded image in (off by default: images are private)
     device:str='auto', # auto, cpu or cuda
     window:int=int(os.environ.get('PNEUMONIA_MONITOR_WINDOW', 200)), # Images in the rolling monitoring window (env PNEUMONIA_MONITOR_WINDOW)
+    log_max_mb:float=float(os.environ.get('PNEUMONIA_LOG_MAX_MB', 100)), # Rotate the request log past this many MB (env PNEUMONIA_LOG_MAX_MB)
+    log_keep:int=int(os.environ.get('PNEUMONIA_LOG_KEEP', 5)), # Rotated request logs to keep (env PNEUMONIA_LOG_KEEP)
+    log_names:str=os.environ.get('PNEUMONIA_LOG_NAMES', 'hashed'), # Client file names in the log: hashed (salt: env PNEUMONIA_LOG_SALT) or raw
+    api_keys_file:str=None, # File of API keys, one per line (with env PNEUMONIA_API_KEYS, comma-separated); none: no authentication
+    open_metrics:bool=False, # Answer /metrics without an API key (a scraper on a trusted network)
+    ssl_certfile:str=None, # TLS certificate (PEM): serve HTTPS
+    ssl_keyfile:str=None, # TLS private key (PEM)
 ):
     "Serve a model over HTTP: POST /predict, GET /health /ready /model /metrics /monitor, OpenAPI at /docs."
     import uvicorn
     if not (Path(model)/'model.json').is_file(): raise SystemExit(f"pneumonia_serve: {model} is not a model folder: no model.json (train and promote one, or pass --model).")
-    app = create_app(model, max_body_mb=max_body_mb, max_files=max_files, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                     log_path=log or None, log_images=log_images, device=device, window=window)
-    uvicorn.run(app, host=host, port=port, log_level='warning')
+    if bool(ssl_certfile) != bool(ssl_keyfile): raise SystemExit("pneumonia_serve: --ssl_certfile and --ssl_keyfile go together.")
+    try: keys = read_api_keys(api_keys_file, os.environ.get('PNEUMONIA_API_KEYS'))
+    except (OSError, ValueError) as e: raise SystemExit(f"pneumonia_serve: API keys: {e}") from None
+    app = create_app(model, max_body_mb=max_body_mb, max_files=max_files, max_batch=max_batch, max_wait_ms=max_wait_ms, log_path=log or None,
+                     log_images=log_images, device=device, window=window, log_max_mb=log_max_mb, log_keep=log_keep, log_names=log_names,
+                     api_keys=keys, open_metrics=open_metrics, url=f"{'https' if ssl_certfile else 'http'}://{host}:{port}")
+    uvicorn.run(app, host=host, port=port, log_level='warning', ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
 
 # %% ../nbs/12_serve.ipynb #609582bd
 async def load_test(url:str, images:list[bytes], clients:int=8, requests:int=200, timeout:float=60, transport=None) -> dict:

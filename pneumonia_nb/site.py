@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.script import Param, call_parse
+from PIL import Image
+from scipy.stats import spearmanr
 from sklearn.metrics import roc_curve
 from sklearn.model_selection import StratifiedGroupKFold
 
@@ -24,7 +26,8 @@ from .monitor import save_reference
 
 # %% auto #0
 __all__ = ['MIN_PER_CLASS', 'RULES', 'site_films', 'films_sha256', 'threshold_for', 'fit_decision', 'grouped_folds',
-           'cross_validate', 'cv_report', 'adapt_batchnorm', 'calibrate', 'pneumonia_calibrate']
+           'cross_validate', 'cv_report', 'adapt_batchnorm', 'calibrate', 'pneumonia_calibrate', 'valid_probabilities',
+           'site_probabilities', 'aspect_rho', 'transfer_report']
 
 # %% ../nbs/13_site.ipynb #76762852
 MIN_PER_CLASS = 15
@@ -162,3 +165,35 @@ def pneumonia_calibrate(
     print(f"as shipped:      {_line(rep['as_shipped'])}")
     print(f"cross-validated: {_line(rep['cross_validated'])} ({rep['folds']} patient-grouped folds, 95% bootstrap intervals)")
     print(f"site decision: temperature {rep['decision']['temperature']:.3f}, threshold {rep['decision']['threshold']:.4f}\n{out}")
+
+# %% ../nbs/13_site.ipynb #7db4c125
+def valid_probabilities(model_dirs) -> tuple[np.ndarray, np.ndarray]:
+    "0/1 labels and uncalibrated probabilities of the validation films, averaged over `model_dirs` (which share one split)."
+    tables = [pd.read_csv(Path(d)/'valid_predictions.csv').set_index('path').sort_index() for d in model_dirs]
+    if any(not t.index.equals(tables[0].index) for t in tables): raise ValueError(f"{list(map(str, model_dirs))} were validated on different films.")
+    return (tables[0].label == 'PNEUMONIA').to_numpy().astype(int), np.mean([t.prob_uncalibrated.to_numpy() for t in tables], axis=0)
+
+# %% ../nbs/13_site.ipynb #197394b7
+def site_probabilities(model_dirs, films:pd.DataFrame, root, device=None) -> np.ndarray:
+    "Uncalibrated PNEUMONIA probability of each film, averaged over the models in `model_dirs`."
+    return np.mean([predict_images(*load_model(d), root, films, device=device) for d in model_dirs], axis=0)
+
+# %% ../nbs/13_site.ipynb #466cde22
+def aspect_rho(films:pd.DataFrame, probs, root) -> float:
+    "Spearman rho between width/height and `probs` among the NORMAL films: how much the shape of a healthy film moves its score."
+    normal = (films.label == 'NORMAL').to_numpy()
+    shapes = [Image.open(Path(root)/p).size for p in films.path[normal]]
+    return float(spearmanr([w / h for w, h in shapes], np.asarray(probs)[normal])[0])
+
+# %% ../nbs/13_site.ipynb #e9b8e273
+def transfer_report(model_dirs, data, rule:str='youden', n_boot:int=1000, seed:int=0, device=None) -> dict:
+    "How models chosen on validation (`rule`) carry to a site's labelled films: as shipped, and with a cross-validated site decision."
+    films, root = site_films(data), find_data_root(data)[0]
+    y, pu = (films.label == 'PNEUMONIA').to_numpy().astype(int), site_probabilities(model_dirs, films, root, device)
+    vy, vp = valid_probabilities(model_dirs)
+    d = fit_decision(vy, vp, rule)
+    calibrated = lambda p: apply_temperature(p, d['temperature'])
+    shipped = bootstrap_report(y, calibrated(pu), d['threshold'], n_boot, seed)
+    return dict(models=[str(m) for m in model_dirs], rule=rule, decision=d, valid=binary_metrics(vy, calibrated(vp), d['threshold']),
+                as_shipped={k: shipped[k] for k in ('roc_auc', 'accuracy', 'sensitivity', 'specificity')},
+                recalibrated=cv_report(y, cross_validate(y, pu, films.patient).predicted, n_boot, seed), aspect_rho=aspect_rho(films, calibrated(pu), root))

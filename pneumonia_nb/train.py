@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from .core import CLASSES, DEVICES, apply_temperature, decision_rule, record_failure, resolve_device, run_environment, sha256_file
-from fastai.vision.all import (Callback, Learner, CrossEntropyLossFlat, RocAucBinary, SaveModelCallback, CSVLogger, accuracy,
+from fastai.vision.all import (Callback, Learner, CrossEntropyLossFlat, MixUp, CutMix, RocAucBinary, SaveModelCallback, CSVLogger, accuracy,
                                skm_to_fastai, set_seed)
 from fastcore.basics import store_attr
 from fastcore.docments import docments
@@ -26,14 +26,17 @@ from .dataloaders import BACKENDS, BALANCE, NORMS, RESIZE_METHODS, XRAY_STATS, c
 from .models import check_arch, create_model, save_model_files
 
 # %% auto #0
-__all__ = ['RUN_FILES', 'TRAIN_NOTEBOOK', 'RECIPES', 'TrainConfig', 'prepare_split', 'build_learner', 'EMA', 'TerminalProgress',
-           'validation_predictions', 'train_run', 'new_run_dir', 'tracking_uri', 'log_to_mlflow',
-           'run_training_notebook', 'load_recipe', 'config_options', 'config_from', 'pneumonia_train']
+__all__ = ['MIXES', 'RUN_FILES', 'TRAIN_NOTEBOOK', 'RECIPES', 'TrainConfig', 'prepare_split', 'build_learner', 'EMA',
+           'training_callbacks', 'TerminalProgress', 'validation_predictions', 'train_run', 'new_run_dir',
+           'tracking_uri', 'log_to_mlflow', 'run_training_notebook', 'load_recipe', 'config_options', 'config_from',
+           'pneumonia_train']
 
 # %% ../nbs/04_train.ipynb #4ec78089
 def _absolute(p): return str(Path(p).expanduser().resolve()) if p else p
 
 # %% ../nbs/04_train.ipynb #9242ef46
+MIXES = ('none', 'mixup', 'cutmix')   # training-batch mixing (fastai's MixUp and CutMix callbacks)
+
 @dataclass
 class TrainConfig:
     "Everything that decides the outcome of one training run."
@@ -59,13 +62,16 @@ class TrainConfig:
     aspect_jitter:float = 0.0        # random aspect/scale crops of training batches (0: off; 0.2: aspect x/÷1.22, >= 80% of the film)
     norm:str = 'dataset'             # intensity normalisation: dataset (fixed mean/std) or image (each film to zero mean, unit std)
     ema:float = 0.0                  # decay of a moving average of the weights used for validation and the saved model (0: off)
+    photometric:float = 0.0          # per-film gamma, contrast, blur/sharpen and noise jitter of training batches (0: off; 1: strongest)
+    mixup:str = 'none'               # training-batch mixing: none, mixup or cutmix (fastai's callbacks)
     recipe:str|None = None           # recipe whose values are the defaults (configs/recipes/NAME.yaml, or a YAML file)
 
     def __post_init__(self):
-        for k, ok in (('balance', BALANCE), ('resize_method', tuple(RESIZE_METHODS)), ('device', DEVICES), ('backend', BACKENDS), ('norm', NORMS)):
+        for k, ok in (('balance', BALANCE), ('resize_method', tuple(RESIZE_METHODS)), ('device', DEVICES), ('backend', BACKENDS), ('norm', NORMS), ('mixup', MIXES)):
             if getattr(self, k) not in ok: raise ValueError(f"{k} must be one of {ok}, got {getattr(self, k)!r}")
         if self.epochs < 1 or self.bs < 1 or self.img_size < 16: raise ValueError(f"epochs, bs must be >= 1 and img_size >= 16: {self}")
-        if not (0 <= self.ema < 1 and 0 <= self.aspect_jitter < 1): raise ValueError(f"ema and aspect_jitter must be in [0, 1): {self}")
+        if not (0 <= self.ema < 1 and 0 <= self.aspect_jitter < 1 and 0 <= self.photometric <= 1):
+            raise ValueError(f"ema and aspect_jitter must be in [0, 1), photometric in [0, 1]: {self}")
         check_arch(self.arch)
         self.data, self.split = _absolute(self.data), _absolute(self.split)
         if isinstance(self.pretrained, (str, Path)): self.pretrained = _absolute(self.pretrained)
@@ -103,6 +109,13 @@ class EMA(Callback):
         self.model.load_state_dict(self.ema.module.state_dict())
     def before_train(self):
         if self.raw is not None: self.model.load_state_dict(self.raw); self.raw = None
+
+# %% ../nbs/04_train.ipynb #f2e8976e
+def training_callbacks(cfg:TrainConfig, progress:bool=True) -> list:
+    "The callbacks of a run: weight averaging, batch mixing, terminal progress, the epoch log, the best checkpoint by validation ROC-AUC."
+    mix = {'mixup': MixUp, 'cutmix': CutMix}.get(cfg.mixup)
+    return [*([EMA(cfg.ema)] if cfg.ema else []), *([mix()] if mix else []), *([TerminalProgress()] if progress else []),
+            CSVLogger(fname='history.csv'), SaveModelCallback(monitor='roc_auc_score', fname='best', with_opt=False)]
 
 # %% ../nbs/04_train.ipynb #34036ef8
 class TerminalProgress(Callback):
@@ -143,10 +156,9 @@ def train_run(cfg:TrainConfig, run_dir, progress:bool=True) -> dict:
     set_seed(cfg.seed, reproducible=True)
     dls = xray_dataloaders(split_file, cfg.data, size=cfg.img_size, bs=cfg.bs, resize_method=cfg.resize_method, aug_mult=cfg.aug_mult,
                            balance=cfg.balance, num_workers=cfg.num_workers, device=device, backend=cfg.backend,
-                           aspect_jitter=cfg.aspect_jitter, norm=cfg.norm)
+                           aspect_jitter=cfg.aspect_jitter, norm=cfg.norm, photometric=cfg.photometric)
     learn = build_learner(cfg, dls, run_dir)
-    learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=[*([EMA(cfg.ema)] if cfg.ema else []), *([TerminalProgress()] if progress else []), CSVLogger(fname='history.csv'),
-                                                 SaveModelCallback(monitor='roc_auc_score', fname='best', with_opt=False)])
+    learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=training_callbacks(cfg, progress))
     shutil.rmtree(run_dir/'.checkpoints', ignore_errors=True)
     preds, loss = validation_predictions(learn)
     rule = decision_rule(preds.label == 'PNEUMONIA', preds.prob_uncalibrated)

@@ -32,17 +32,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(*args, timeout:float=120):
-    "A real `pneumonia_serve ARGS` on a free 127.0.0.1 port, once it reports ready: yields (url, process); stopped after."
+def serving(*args, timeout:float=120, scheme:str='http', verify=True, env:dict|None=None):
+    "A real `pneumonia_serve ARGS` (`env` added to its environment) on a free 127.0.0.1 port, once ready: yields (url, process); stopped after."
     port = free_port()
     proc = subprocess.Popen([str(BIN/'pneumonia_serve'), *map(str, args), '--port', str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, 'HF_HUB_OFFLINE': '1'})
-    url, deadline = f'http://127.0.0.1:{port}', time.time() + timeout
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, 'HF_HUB_OFFLINE': '1', **(env or {})})
+    url, deadline = f'{scheme}://127.0.0.1:{port}', time.time() + timeout
     try:
         while True:
             assert proc.poll() is None, proc.stdout.read()
             try:
-                if httpx.get(f'{url}/ready', timeout=2).status_code == 200: break
+                if httpx.get(f'{url}/ready', timeout=2, verify=verify).status_code == 200: break
             except httpx.HTTPError: pass
             assert time.time() < deadline, f'server not ready in {timeout} s'
             time.sleep(0.5)

@@ -1,5 +1,5 @@
 "`pneumonia_serve` over real HTTP on a loopback port: every endpoint, every kind of bad input, metrics, memory (issue 11)."
-import io, json, os, subprocess
+import io, json, os, re, shutil, ssl, subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -95,7 +95,10 @@ def test_bad_inputs_get_clear_json_errors(server, shared):
         assert r.status_code == status and text in r.text and r.headers['content-type'] == 'application/json', (name, r.status_code, r.text[:300])
     mixed = post(url, film(shared), ('notes.jpeg', b'nope', 'image/jpeg'))   # one good, one bad: the good one is answered
     assert mixed.status_code == 200 and mixed.json()['results'][1]['problem'].startswith('not an image')
-    assert httpx.post(f'{url}/predict', timeout=10).status_code == 422   # no files field: FastAPI's validation error
+    empty = httpx.post(f'{url}/predict', timeout=10)   # no files field: FastAPI's validation, in the project's error body
+    assert empty.status_code == 422 and empty.json()['error'] == 'invalid_request' and empty.json()['request_id'] == empty.headers['x-request-id']
+    chunked = httpx.post(f'{url}/predict', content=iter([b'x' * 600_000, b'x' * 600_000]), headers={'content-type': 'multipart/form-data; boundary=b'}, timeout=10)
+    assert chunked.status_code == 413 and 'passed the limit of 1048576 bytes' in chunked.json()['detail']
 
 
 def test_500_bad_requests_leave_the_server_healthy_and_lean(server, shared):
@@ -144,6 +147,9 @@ def test_metrics_count_what_was_sent_and_the_log_holds_no_images(run, shared, tm
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(records) == 4 and all('latency_ms' in r and 'request_id' in r for r in records)
     assert records[0]['results'][0]['stats']['width'] > 0 and not list(tmp_path.glob('*.jpeg'))
+    name = film(shared, 0)[0]   # the caller gets its file name back; the log keeps only a salted hash of it
+    assert goods[0].json()['results'][0]['filename'] == name and records[0]['results'][0]['filename'] != name
+    assert name.split('.')[0] not in log.read_text()
 
 
 def test_bounded_load_test_runs_without_errors(server, shared, tmp_path):
@@ -157,3 +163,33 @@ def test_bounded_load_test_runs_without_errors(server, shared, tmp_path):
 def test_serve_refuses_a_folder_without_a_model(tmp_path):
     proc = subprocess.run([str(BIN/'pneumonia_serve'), '--model', str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and 'is not a model folder' in proc.stderr
+
+
+def test_api_keys_and_tls_over_real_https(run, shared, tmp_path):
+    "HTTPS with a self-signed certificate made here; keys from a file and from the environment; the start-up line says so."
+    cert, key, keys = tmp_path/'cert.pem', tmp_path/'key.pem', tmp_path/'keys.txt'
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1',
+                    '-addext', 'subjectAltName=IP:127.0.0.1'], check=True, capture_output=True)
+    keys.write_text('# one key per line\n' + 'f' * 32 + '\n')
+    trust = ssl.create_default_context(cafile=str(cert))
+    with serving('--model', run, '--log', tmp_path/'log.jsonl', '--api_keys_file', keys, '--ssl_certfile', cert, '--ssl_keyfile', key,
+                 scheme='https', verify=trust, env={'PNEUMONIA_API_KEYS': 'e' * 32}) as (url, proc):
+        ask = lambda k: httpx.post(f'{url}/predict', files=[('files', film(shared))], headers={'Authorization': f'Bearer {k}'}, verify=trust, timeout=60)
+        assert [ask(k).status_code for k in ('f' * 32, 'e' * 32)] == [200, 200]
+        wrong = ask('g' * 32)
+        assert (wrong.status_code, wrong.json()['error'], wrong.headers['www-authenticate']) == (401, 'unauthorized', 'Bearer')
+        assert [httpx.get(f'{url}{p}', verify=trust).status_code for p in ('/health', '/ready', '/model', '/metrics')] == [200, 200, 401, 401]
+        with pytest.raises(httpx.ConnectError): httpx.get(f'{url}/health')        # a client that does not trust the certificate gets nowhere
+    line = proc.stdout.read()
+    assert f'pneumonia_serve ready at {url}: model' in line and 'API keys required (2 accepted)' in line, line
+
+
+def test_docs_render_offline_in_headless_chromium(server):
+    "The Swagger UI page draws every operation from the package's own scripts (the loopback server is all Chromium can reach)."
+    chromium = shutil.which('chromium') or shutil.which('chromium-browser')
+    if not chromium: (pytest.fail if os.environ.get('CI') else pytest.skip)('headless Chromium is needed (apt-get install chromium; .ci/run installs it)')
+    url, _, _ = server
+    dom = subprocess.run([chromium, '--headless', '--no-sandbox', '--disable-gpu', '--virtual-time-budget=20000', '--dump-dom', f'{url}/docs'],
+                         capture_output=True, text=True, timeout=120).stdout
+    drawn = set(re.findall(r'class="opblock-summary-path" data-path="([^"]+)"', dom))
+    assert drawn == {'/predict', '/health', '/ready', '/model', '/monitor', '/metrics'}, dom[-2000:]
