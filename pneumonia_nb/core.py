@@ -26,7 +26,8 @@ warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', ca
 # %% auto #0
 __all__ = ['DEVICES', 'CLASSES', 'THRESHOLD_RULE', 'shared_data', 'sha256_file', 'git_state', 'resolve_device', 'run_environment',
            'record_failure', 'interactive', 'progress', 'is_pneumonia', 'labels_at', 'expected_calibration_error',
-           'binary_metrics', 'choose_threshold', 'apply_temperature', 'fit_temperature', 'decision_rule']
+           'binary_metrics', 'choose_threshold', 'check_rule', 'threshold_for', 'apply_temperature', 'fit_temperature',
+           'decision_rule']
 
 # %% ../nbs/00_core.ipynb #c0e00006
 def shared_data() -> Path:
@@ -134,6 +135,21 @@ def choose_threshold(labels, probs) -> float:
     best = np.flatnonzero(j == j.max())
     return float(thr[best[np.argmin(abs(thr[best] - 0.5))]])
 
+# %% ../nbs/00_core.ipynb #76095682
+def check_rule(rule:str) -> str:
+    "`rule` itself if it is `youden` or `sensitivity:X` with 0 < X <= 1; else a ValueError that says so."
+    try: ok = rule == 'youden' or (rule.startswith('sensitivity:') and 0 < float(rule.split(':', 1)[1]) <= 1)
+    except ValueError: ok = False
+    if not ok: raise ValueError(f"rule must be youden or sensitivity:X with 0 < X <= 1 (e.g. sensitivity:0.95), got {rule!r}")
+    return rule
+
+def threshold_for(labels, probs, rule:str='youden') -> float:
+    "The threshold on `probs` that `rule` chooses for 0/1 `labels`: `youden`, or `sensitivity:X` (the highest with sensitivity >= X)."
+    if check_rule(rule) == 'youden': return choose_threshold(labels, probs)
+    target = float(rule.split(':', 1)[1])
+    fpr, tpr, thr = roc_curve(np.asarray(labels).astype(int), probs)
+    return float(thr[np.isfinite(thr) & (tpr >= target)].max())
+
 # %% ../nbs/00_core.ipynb #e14166eb
 def apply_temperature(probs, temperature:float=1.0) -> np.ndarray:
     "PNEUMONIA probabilities `probs` with their logit divided by `temperature` (1: unchanged)."
@@ -149,10 +165,11 @@ def fit_temperature(labels, probs) -> float:
 # %% ../nbs/00_core.ipynb #43366508
 THRESHOLD_RULE = "Youden's J (max sensitivity + specificity - 1) on the temperature-calibrated validation predictions"
 
-def decision_rule(labels, probs) -> dict:
-    "Temperature, threshold (calibrated scale) and validation metrics at it, from validation `labels` and uncalibrated `probs`."
+def decision_rule(labels, probs, rule:str='youden') -> dict:
+    "Temperature, threshold by `rule` (calibrated scale) and validation metrics at it, from validation `labels` and uncalibrated `probs`."
     temperature = fit_temperature(labels, probs)
     calibrated = apply_temperature(probs, temperature)
-    threshold = choose_threshold(labels, calibrated)
-    return dict(temperature=temperature, threshold=dict(value=threshold, rule=THRESHOLD_RULE, chosen_on='valid', n_valid=len(calibrated)),
+    threshold = threshold_for(labels, calibrated, rule)
+    said = THRESHOLD_RULE if rule == 'youden' else f"{rule}: the highest threshold with that sensitivity on the temperature-calibrated validation predictions"
+    return dict(temperature=temperature, threshold=dict(value=threshold, rule=said, chosen_on='valid', n_valid=len(calibrated)),
                 valid_metrics=binary_metrics(labels, calibrated, threshold))

@@ -16,10 +16,11 @@ from PIL import Image, UnidentifiedImageError
 from .core import CLASSES
 
 # %% auto #0
-__all__ = ['OFFICIAL_SPLITS', 'IMAGE_EXTS', 'DATA_HELP', 'DATA_ATTRIBUTION', 'MIN_SIDE', 'VALID_FRAC', 'SPLIT_COLUMNS', 'SUBSETS',
-           'patient_id', 'pathogen', 'is_debris', 'find_data_root', 'list_files', 'expand_paths', 'to_gray8', 'Problem',
-           'ImageProblem', 'read_xray', 'check_image', 'scan_images', 'split_groups', 'duplicate_sets', 'assign_valid',
-           'split_scan', 'make_split', 'save_split', 'load_split', 'subset_images', 'split_report', 'pneumonia_split']
+__all__ = ['OFFICIAL_SPLITS', 'IMAGE_EXTS', 'DATA_HELP', 'DATA_ATTRIBUTION', 'MAX_PIXELS', 'DRAFT_SIDE', 'MIN_SIDE', 'VALID_FRAC',
+           'SPLIT_COLUMNS', 'SUBSETS', 'patient_id', 'pathogen', 'is_debris', 'find_data_root', 'list_files',
+           'expand_paths', 'to_gray8', 'Problem', 'ImageProblem', 'read_xray', 'check_image', 'scan_images',
+           'split_groups', 'duplicate_sets', 'assign_valid', 'split_scan', 'make_split', 'save_split', 'load_split',
+           'subset_images', 'split_report', 'pneumonia_split']
 
 # %% ../nbs/01_data.ipynb #0a1ae348
 OFFICIAL_SPLITS = ('train', 'val', 'test')
@@ -125,25 +126,32 @@ class ImageProblem(ValueError):
     def __init__(self, code:Problem, message:str): super().__init__(message); self.code = Problem(code)
 
 # %% ../nbs/01_data.ipynb #cebf7125
-def _decoded(source) -> Image.Image:
-    "`source` opened and fully decoded; images over PIL's pixel limit are refused rather than warned about."
+MAX_PIXELS = 30_000_000   # per image, read from the header before decoding
+DRAFT_SIDE = 1024         # a larger JPEG is decoded at 1/2, 1/4 or 1/8 scale, keeping at least this many px a side
+
+def _decoded(source, max_pixels:int=MAX_PIXELS) -> tuple[Image.Image, tuple[int, int]]:
+    "`source` decoded, and its size as sent: checked against `max_pixels` from the header first; a large JPEG file or bytes at reduced scale."
     with warnings.catch_warnings():
         warnings.simplefilter('error', Image.DecompressionBombWarning)
         if isinstance(source, np.ndarray): img = Image.fromarray(source)
         elif isinstance(source, Image.Image): img = source
         else: img = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+        size = img.size
+        if size[0] * size[1] > max_pixels: raise ImageProblem('too_large', f'image too large: {size[0]}x{size[1]} px is over the limit of {max_pixels:,} pixels')
+        if img is not source and img.format == 'JPEG': img.draft(img.mode, (DRAFT_SIDE, DRAFT_SIDE))   # a caller's own image is left as it is
         img.load()
-    return img
+    return img, size
 
 # %% ../nbs/01_data.ipynb #70b74b6f
 MIN_SIDE = 64  # px; the smallest real image in the dataset is 384 px on its shorter side
 
 # %% ../nbs/01_data.ipynb #5ee3cac3
-def _open_or_refuse(source) -> Image.Image:
+def _open_or_refuse(source) -> tuple[Image.Image, tuple[int, int]]:
     "`_decoded(source)`, each way of failing turned into an `ImageProblem`."
     if isinstance(source, (str, Path)) and Path(source).is_file() and Path(source).stat().st_size == 0: raise ImageProblem('empty', 'empty file (0 bytes)')
     if isinstance(source, (bytes, bytearray)) and not source: raise ImageProblem('empty', 'empty file (0 bytes)')
     try: return _decoded(source)
+    except ImageProblem: raise
     except FileNotFoundError: raise ImageProblem('missing', f'no such file: {source}') from None
     except UnidentifiedImageError: raise ImageProblem('not_an_image', 'not an image (no known image format)') from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e: raise ImageProblem('too_large', f'image too large: {e}') from None
@@ -151,13 +159,13 @@ def _open_or_refuse(source) -> Image.Image:
 
 # %% ../nbs/01_data.ipynb #3bf44743
 def read_xray(source, min_side:int=MIN_SIDE) -> Image.Image:
-    "`source` (a path, bytes, a PIL image or an array) as a decoded 8-bit grayscale film with `info['original_mode']`; else an `ImageProblem`."
-    img = _open_or_refuse(source)
+    "`source` (a path, bytes, a PIL image or an array) as a decoded 8-bit grayscale film with `info['original_mode']` and `['original_size']`; else an `ImageProblem`."
+    img, size = _open_or_refuse(source)
     gray = to_gray8(img)
     if min(gray.size) < min_side: raise ImageProblem('too_small', f'too small for a chest X-ray: {gray.width}x{gray.height} px (shorter side < {min_side})')
     lo, hi = gray.getextrema()
     if lo == hi: raise ImageProblem('blank', f'blank: every pixel is {lo}')
-    gray.info['original_mode'] = img.mode
+    gray.info.update(original_mode=img.mode, original_size=size)
     return gray
 
 # %% ../nbs/01_data.ipynb #055d8854
@@ -165,7 +173,8 @@ def check_image(path, min_side:int=MIN_SIDE) -> dict:
     "Decode `path`: its `width`, `height`, `mode`, a `pixel_hash` of the grayscale pixels, and a `problem` (None if fine)."
     try: gray = read_xray(path, min_side)
     except ImageProblem as e: return dict(width=0, height=0, mode='', pixel_hash='', problem=str(e))
-    return dict(width=gray.width, height=gray.height, mode=gray.info['original_mode'],
+    (width, height), mode = gray.info['original_size'], gray.info['original_mode']
+    return dict(width=width, height=height, mode=mode,
                 pixel_hash=hashlib.sha1(f'{gray.width}x{gray.height}'.encode() + gray.tobytes()).hexdigest(), problem=None)
 
 # %% ../nbs/01_data.ipynb #e8188bca

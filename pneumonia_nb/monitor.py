@@ -35,7 +35,8 @@ def image_stats(gray:Image.Image) -> dict:
     "Size, aspect ratio, original mode and intensity mean, std and percentiles (0-255) of a decoded grayscale image."
     a = np.asarray(gray, dtype=np.float32)
     p = np.percentile(a, [1, 5, 50, 95, 99])
-    return dict(width=gray.width, height=gray.height, aspect=round(gray.width / gray.height, 4), mode=gray.info.get('original_mode', gray.mode),
+    width, height = gray.info.get('original_size', gray.size)   # as sent, also where a large JPEG was decoded at reduced scale
+    return dict(width=width, height=height, aspect=round(width / height, 4), mode=gray.info.get('original_mode', gray.mode),
                 mean=round(float(a.mean()), 3), std=round(float(a.std()), 3), **{f'p{q:02d}': round(float(v), 3) for q, v in zip((1, 5, 50, 95, 99), p)})
 
 # %% ../nbs/09_monitor.ipynb #3fca89eb

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_serve.ipynb #d7875b98
 from __future__ import annotations
-import asyncio, datetime, hashlib, hmac, json, logging, os, secrets, sys, time, uuid
+import asyncio, datetime, hashlib, hmac, io, json, logging, os, secrets, sys, time, uuid, warnings
 from contextlib import asynccontextmanager
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -31,8 +31,8 @@ from .predict import Detector
 
 # %% auto #0
 __all__ = ['LOG_NAMES', 'HTTP_CODES', 'BEARER', 'REFUSALS', 'ServiceMetrics', 'BodyLimit', 'Batcher', 'RequestLog', 'hashed_name',
-           'ServiceError', 'no_usable_image', 'decode', 'Service', 'read_api_keys', 'ErrorBody', 'refusals',
-           'create_app', 'pneumonia_serve', 'load_test', 'pneumonia_loadtest']
+           'ServiceError', 'no_usable_image', 'header_pixels', 'decode', 'Service', 'read_api_keys', 'ErrorBody',
+           'refusals', 'create_app', 'pneumonia_serve', 'load_test', 'pneumonia_loadtest']
 
 # %% ../nbs/12_serve.ipynb #5ea030c3
 class ServiceMetrics:
@@ -140,7 +140,7 @@ class RequestLog:
             for name, data in images.items(): (Path(self.images_dir)/f"{record['request_id']}-{Path(name).name}").write_bytes(data)
         if self.logger: self.logger.info(json.dumps(record))
 
-# %% ../nbs/12_serve.ipynb #b41c1170
+# %% ../nbs/12_serve.ipynb #8d617fef
 LOG_NAMES = ('hashed', 'raw')
 
 def hashed_name(name:str, salt:bytes) -> str:
@@ -158,6 +158,15 @@ def no_usable_image(problems:list[ImageProblem], detail:str, **extra) -> Service
     status = 415 if all(p.code == Problem.not_an_image for p in problems) else 422
     return ServiceError(status, 'no_usable_image', detail, **extra)
 
+# %% ../nbs/12_serve.ipynb #6a6eda13
+def header_pixels(data:bytes) -> int:
+    "The pixels an upload's image header declares, read without decoding (0 when it has no readable header)."
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im: return im.width * im.height
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError): return 0
+
 # %% ../nbs/12_serve.ipynb #67bc26a5
 def decode(data:bytes) -> tuple:
     "`(film, its image statistics, None)` or `(None, None, ImageProblem)`: the work a worker thread does for each upload."
@@ -169,9 +178,9 @@ class Service:
     "One served model: its state and its HTTP handlers; `build_app()` makes the FastAPI app that serves it."
     def __init__(self, model_dir='models/default', max_body_mb:float=20, max_files:int=16, max_batch:int=32, max_wait_ms:float=10,
                  log_path=None, log_images=None, device:str='auto', window:int=200, min_window:int=25, log_max_mb:float=100, log_keep:int=5,
-                 log_names:str='hashed', api_keys=(), open_metrics:bool=False, url:str|None=None):
+                 log_names:str='hashed', api_keys=(), open_metrics:bool=False, url:str|None=None, max_megapixels:float=160):
         if log_names not in LOG_NAMES: raise ValueError(f"log_names must be one of {LOG_NAMES}, got {log_names!r}")
-        store_attr('model_dir,max_body_mb,max_files,max_batch,max_wait_ms,device,min_window,log_names,open_metrics,url')
+        store_attr('model_dir,max_body_mb,max_files,max_batch,max_wait_ms,device,min_window,log_names,open_metrics,url,max_megapixels')
         self.window_size, self.metrics, self.log = window, ServiceMetrics(), RequestLog(log_path, log_images, log_max_mb, log_keep)
         self.api_keys, self.salt = [k.encode() for k in api_keys], os.environ.get('PNEUMONIA_LOG_SALT', '').encode() or secrets.token_bytes(16)
         self.detector = self.batcher = self.window = self.card = None
@@ -193,7 +202,7 @@ async def start(self:Service):
     self.ready = True
     print(self.startup_line(), file=sys.stderr, flush=True)
 
-# %% ../nbs/12_serve.ipynb #5e85f911
+# %% ../nbs/12_serve.ipynb #19642fea
 @patch
 def startup_line(self:Service) -> str:
     "The line printed once the service is ready: where, which model and decision, who may ask, where the log goes."
@@ -228,7 +237,7 @@ def refuse(self:Service, request:Request, e:ServiceError) -> JSONResponse:
     return JSONResponse(dict(error=e.code, detail=e.detail, request_id=request.state.request_id, **e.extra), e.status,
                         headers={'WWW-Authenticate': 'Bearer'} if e.status == 401 else None)
 
-# %% ../nbs/12_serve.ipynb #e102f77a
+# %% ../nbs/12_serve.ipynb #7508353f
 HTTP_CODES = {400: 'bad_request', 401: 'unauthorized', 404: 'not_found', 405: 'method_not_allowed'}
 
 @patch
@@ -242,7 +251,7 @@ def http_error(self:Service, request:Request, e:StarletteHTTPException) -> JSONR
     "Starlette's own HTTP errors (unknown path, wrong method) in the project's error body."
     return self.refuse(request, ServiceError(e.status_code, HTTP_CODES.get(e.status_code, 'http_error'), str(e.detail)))
 
-# %% ../nbs/12_serve.ipynb #1b0a98f8
+# %% ../nbs/12_serve.ipynb #58522035
 def read_api_keys(keys_file=None, env_value:str|None=None) -> list[str]:
     "API keys from `keys_file` (one per line, `#` comments) and the comma-separated `env_value`; none means authentication is off."
     lines = (Path(keys_file).read_text().splitlines() if keys_file else []) + (env_value or '').split(',')
@@ -250,7 +259,7 @@ def read_api_keys(keys_file=None, env_value:str|None=None) -> list[str]:
     if short := [k for k in keys if len(k) < 16]: raise ValueError(f"{len(short)} API key(s) shorter than 16 characters: use long random keys (e.g. `openssl rand -hex 24`).")
     return keys
 
-# %% ../nbs/12_serve.ipynb #06663a74
+# %% ../nbs/12_serve.ipynb #9992949f
 BEARER = HTTPBearer(auto_error=False, description='An API key of the service (`--api_keys_file` or `PNEUMONIA_API_KEYS`).')
 
 @patch
@@ -304,6 +313,15 @@ def log_request(self:Service, rid:str, files:list, contents:list[bytes], results
                         results=[dict(r, filename=name(r['filename'])) for r in results]),
                    {name(f.filename): d for f, d in zip(files, contents)})
 
+# %% ../nbs/12_serve.ipynb #bca0e6df
+@patch
+def check_pixels(self:Service, contents:list[bytes]):
+    "Refuse (413) a request whose images declare more than `max_megapixels` million pixels in all, before any is decoded."
+    megapixels = sum(map(header_pixels, contents)) / 1e6
+    if megapixels > self.max_megapixels:
+        self.metrics.rejected.labels('too_many_pixels').inc()
+        raise ServiceError(413, 'too_many_pixels', f'the images of this request hold {megapixels:.0f} million pixels; the limit is {self.max_megapixels:g} million a request')
+
 # %% ../nbs/12_serve.ipynb #cdf4020f
 @patch
 async def predict(self:Service, request:Request, files:list[UploadFile] = File(..., description='one or more X-ray images')):
@@ -314,6 +332,7 @@ async def predict(self:Service, request:Request, files:list[UploadFile] = File(.
         self.metrics.rejected.labels('too_many_files').inc()
         raise ServiceError(413, 'too_many_files', f'{len(files)} files in one request; the limit is {self.max_files}')
     contents = [await f.read() for f in files]
+    self.check_pixels(contents)
     decoded, assessed, proj = await self.assess(contents)
     rows = iter(assessed)
     results = [self.answer(f.filename, len(c), stats, problem, None if problem else next(rows)) for f, c, (_, stats, problem) in zip(files, contents, decoded)]
@@ -355,7 +374,7 @@ def monitor(self:Service):
     self.metrics.show_monitor(summary)
     return summary
 
-# %% ../nbs/12_serve.ipynb #2e8de869
+# %% ../nbs/12_serve.ipynb #a1831de7
 class ErrorBody(BaseModel):
     "The body of every refusal; `/predict`'s may add `results`, each upload's problem."
     model_config = ConfigDict(extra='allow')
@@ -363,7 +382,7 @@ class ErrorBody(BaseModel):
     detail: str
     request_id: str
 
-REFUSALS = {401: 'no or a wrong API key', 404: 'no reference profile to monitor with', 413: 'body or file count over the limit',
+REFUSALS = {401: 'no or a wrong API key', 404: 'no reference profile to monitor with', 413: 'body, file count or pixels over the limit',
             415: 'no upload was an image', 422: 'no upload could be used, or the request does not match the schema', 503: 'the model is still loading'}
 
 def refusals(*statuses:int) -> dict:
@@ -403,6 +422,7 @@ def pneumonia_serve(
     port:int=int(os.environ.get('PNEUMONIA_PORT', 8000)), # Port (env PNEUMONIA_PORT)
     max_body_mb:float=float(os.environ.get('PNEUMONIA_MAX_BODY_MB', 20)), # Largest request body in MB (env PNEUMONIA_MAX_BODY_MB)
     max_files:int=int(os.environ.get('PNEUMONIA_MAX_FILES', 16)), # Most images in one request (env PNEUMONIA_MAX_FILES)
+    max_megapixels:float=float(os.environ.get('PNEUMONIA_MAX_MEGAPIXELS', 160)), # Most pixels, in millions, the images of one request may declare (env PNEUMONIA_MAX_MEGAPIXELS)
     max_batch:int=32, # Most images in one model call
     max_wait_ms:float=10, # Longest wait for more requests to batch with, in ms
     log:str=os.environ.get('PNEUMONIA_LOG', 'logs/requests.jsonl'), # JSON-lines request log ('' for none; env PNEUMONIA_LOG)
@@ -425,7 +445,7 @@ def pneumonia_serve(
     except (OSError, ValueError) as e: raise SystemExit(f"pneumonia_serve: API keys: {e}") from None
     app = create_app(model, max_body_mb=max_body_mb, max_files=max_files, max_batch=max_batch, max_wait_ms=max_wait_ms, log_path=log or None,
                      log_images=log_images, device=device, window=window, log_max_mb=log_max_mb, log_keep=log_keep, log_names=log_names,
-                     api_keys=keys, open_metrics=open_metrics, url=f"{'https' if ssl_certfile else 'http'}://{host}:{port}")
+                     api_keys=keys, open_metrics=open_metrics, url=f"{'https' if ssl_certfile else 'http'}://{host}:{port}", max_megapixels=max_megapixels)
     uvicorn.run(app, host=host, port=port, log_level='warning', ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
 
 # %% ../nbs/12_serve.ipynb #609582bd

@@ -12,22 +12,21 @@ import pandas as pd
 from fastcore.script import Param, call_parse
 from PIL import Image
 from scipy.stats import spearmanr
-from sklearn.metrics import roc_curve
 from sklearn.model_selection import StratifiedGroupKFold
 
 import copy
 import torch
 from torch import nn
-from .core import apply_temperature, binary_metrics, choose_threshold, fit_temperature, is_pneumonia, resolve_device, sha256_file
+from .core import apply_temperature, binary_metrics, fit_temperature, is_pneumonia, resolve_device, sha256_file, threshold_for
 from .data import find_data_root, patient_id, subset_images
 from .evaluate import bootstrap_report, predict_images
 from .models import load_model, stored_decision
 from .monitor import save_reference
 
 # %% auto #0
-__all__ = ['MIN_PER_CLASS', 'RULES', 'site_films', 'films_sha256', 'threshold_for', 'fit_decision', 'grouped_folds',
-           'cross_validate', 'cv_report', 'adapt_batchnorm', 'calibrate', 'pneumonia_calibrate', 'valid_probabilities',
-           'site_probabilities', 'aspect_rho', 'transfer_report']
+__all__ = ['MIN_PER_CLASS', 'site_films', 'films_sha256', 'fit_decision', 'grouped_folds', 'cross_validate', 'cv_report',
+           'adapt_batchnorm', 'calibrate', 'pneumonia_calibrate', 'valid_probabilities', 'site_probabilities',
+           'aspect_rho', 'transfer_report']
 
 # %% ../nbs/13_site.ipynb #76762852
 MIN_PER_CLASS = 15
@@ -49,17 +48,6 @@ def films_sha256(root, paths) -> str:
     "SHA-256 over the sorted `path:sha256` lines of the films at `paths` under `root`."
     lines = sorted(f"{p}:{sha256_file(Path(root)/p)}" for p in paths)
     return hashlib.sha256('\n'.join(lines).encode()).hexdigest()
-
-# %% ../nbs/13_site.ipynb #d43873d0
-RULES = ('youden', 'sensitivity:X')
-
-def threshold_for(labels, probs, rule:str='youden') -> float:
-    "The threshold on `probs` that `rule` chooses for 0/1 `labels`: `youden`, or `sensitivity:X` (the highest with sensitivity >= X)."
-    if rule == 'youden': return choose_threshold(labels, probs)
-    if not rule.startswith('sensitivity:'): raise ValueError(f"rule must be youden or sensitivity:X (e.g. sensitivity:0.95), got {rule!r}")
-    target = float(rule.split(':', 1)[1])
-    fpr, tpr, thr = roc_curve(np.asarray(labels).astype(int), probs)
-    return float(thr[np.isfinite(thr) & (tpr >= target)].max())
 
 # %% ../nbs/13_site.ipynb #10173c7e
 def fit_decision(labels, probs_uncalibrated, rule:str='youden') -> dict:
@@ -166,26 +154,26 @@ def pneumonia_calibrate(
     print(f"cross-validated: {_line(rep['cross_validated'])} ({rep['folds']} patient-grouped folds, 95% bootstrap intervals)")
     print(f"site decision: temperature {rep['decision']['temperature']:.3f}, threshold {rep['decision']['threshold']:.4f}\n{out}")
 
-# %% ../nbs/13_site.ipynb #7db4c125
+# %% ../nbs/13_site.ipynb #80804881
 def valid_probabilities(model_dirs) -> tuple[np.ndarray, np.ndarray]:
     "0/1 labels and uncalibrated probabilities of the validation films, averaged over `model_dirs` (which share one split)."
     tables = [pd.read_csv(Path(d)/'valid_predictions.csv').set_index('path').sort_index() for d in model_dirs]
     if any(not t.index.equals(tables[0].index) for t in tables): raise ValueError(f"{list(map(str, model_dirs))} were validated on different films.")
     return (tables[0].label == 'PNEUMONIA').to_numpy().astype(int), np.mean([t.prob_uncalibrated.to_numpy() for t in tables], axis=0)
 
-# %% ../nbs/13_site.ipynb #197394b7
+# %% ../nbs/13_site.ipynb #9be98bc2
 def site_probabilities(model_dirs, films:pd.DataFrame, root, device=None) -> np.ndarray:
     "Uncalibrated PNEUMONIA probability of each film, averaged over the models in `model_dirs`."
     return np.mean([predict_images(*load_model(d), root, films, device=device) for d in model_dirs], axis=0)
 
-# %% ../nbs/13_site.ipynb #466cde22
+# %% ../nbs/13_site.ipynb #c747c21b
 def aspect_rho(films:pd.DataFrame, probs, root) -> float:
     "Spearman rho between width/height and `probs` among the NORMAL films: how much the shape of a healthy film moves its score."
     normal = (films.label == 'NORMAL').to_numpy()
     shapes = [Image.open(Path(root)/p).size for p in films.path[normal]]
     return float(spearmanr([w / h for w, h in shapes], np.asarray(probs)[normal])[0])
 
-# %% ../nbs/13_site.ipynb #e9b8e273
+# %% ../nbs/13_site.ipynb #6993dbd0
 def transfer_report(model_dirs, data, rule:str='youden', n_boot:int=1000, seed:int=0, device=None) -> dict:
     "How models chosen on validation (`rule`) carry to a site's labelled films: as shipped, and with a cross-validated site decision."
     films, root = site_films(data), find_data_root(data)[0]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from .core import CLASSES, DEVICES, apply_temperature, decision_rule, record_failure, resolve_device, run_environment, sha256_file
+from .core import CLASSES, DEVICES, apply_temperature, check_rule, decision_rule, record_failure, resolve_device, run_environment, sha256_file
 from fastai.vision.all import (Callback, Learner, CrossEntropyLossFlat, MixUp, CutMix, RocAucBinary, SaveModelCallback, CSVLogger, accuracy,
                                skm_to_fastai, set_seed)
 from fastcore.basics import store_attr
@@ -64,6 +64,7 @@ class TrainConfig:
     ema:float = 0.0                  # decay of a moving average of the weights used for validation and the saved model (0: off)
     photometric:float = 0.0          # per-film gamma, contrast, blur/sharpen and noise jitter of training batches (0: off; 1: strongest)
     mixup:str = 'none'               # training-batch mixing: none, mixup or cutmix (fastai's callbacks)
+    threshold_rule:str = 'youden'    # how the stored threshold is chosen on validation: youden or sensitivity:X (e.g. sensitivity:0.95)
     recipe:str|None = None           # recipe whose values are the defaults (configs/recipes/NAME.yaml, or a YAML file)
 
     def __post_init__(self):
@@ -72,7 +73,7 @@ class TrainConfig:
         if self.epochs < 1 or self.bs < 1 or self.img_size < 16: raise ValueError(f"epochs, bs must be >= 1 and img_size >= 16: {self}")
         if not (0 <= self.ema < 1 and 0 <= self.aspect_jitter < 1 and 0 <= self.photometric <= 1):
             raise ValueError(f"ema and aspect_jitter must be in [0, 1), photometric in [0, 1]: {self}")
-        check_arch(self.arch)
+        check_arch(self.arch); check_rule(self.threshold_rule)
         self.data, self.split = _absolute(self.data), _absolute(self.split)
         if isinstance(self.pretrained, (str, Path)): self.pretrained = _absolute(self.pretrained)
 
@@ -110,7 +111,7 @@ class EMA(Callback):
     def before_train(self):
         if self.raw is not None: self.model.load_state_dict(self.raw); self.raw = None
 
-# %% ../nbs/04_train.ipynb #f2e8976e
+# %% ../nbs/04_train.ipynb #f8c87fc5
 def training_callbacks(cfg:TrainConfig, progress:bool=True) -> list:
     "The callbacks of a run: weight averaging, batch mixing, terminal progress, the epoch log, the best checkpoint by validation ROC-AUC."
     mix = {'mixup': MixUp, 'cutmix': CutMix}.get(cfg.mixup)
@@ -161,7 +162,7 @@ def train_run(cfg:TrainConfig, run_dir, progress:bool=True) -> dict:
     learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=training_callbacks(cfg, progress))
     shutil.rmtree(run_dir/'.checkpoints', ignore_errors=True)
     preds, loss = validation_predictions(learn)
-    rule = decision_rule(preds.label == 'PNEUMONIA', preds.prob_uncalibrated)
+    rule = decision_rule(preds.label == 'PNEUMONIA', preds.prob_uncalibrated, cfg.threshold_rule)
     preds.insert(2, 'prob_pneumonia', apply_temperature(preds.prob_uncalibrated, rule['temperature']))
     preds.to_csv(run_dir/'valid_predictions.csv', index=False)
     metrics = dict(rule['valid_metrics'], loss=loss, threshold=rule['threshold'], temperature=rule['temperature'], n=len(preds))

@@ -27,8 +27,8 @@ def study_rows(runs:Path) -> dict:
              'base, 3 seeds averaged': ([run('site_study', 'seed42-base'), run('site_study_seeds', 'seed1-base'), run('site_study_seeds', 'seed2-base')], 'youden'),
              'base + cnn averaged': ([run('site_study', 'seed42-base'), run('site_study', 'seed42-cnn')], 'youden'),
              'base, valid sensitivity:0.95': ([run('site_study', 'seed42-base')], 'sensitivity:0.95'),
-             'shipped (12 epochs)': ([Path('models/default')], 'youden'),
-             'shipped, valid sensitivity:0.95': ([Path('models/default')], 'sensitivity:0.95')}
+             'previous default (12 epochs)': ([Path('models/default')], 'youden'),
+             'previous default, valid sensitivity:0.95': ([Path('models/default')], 'sensitivity:0.95')}
     return {k: v for k, v in rows.items() if all((d/'model.json').is_file() for d in v[0])}
 
 def flat(rep:dict) -> dict:
@@ -46,12 +46,15 @@ def minutes(dirs) -> float:
 @call_parse
 def main(runs:str='runs', # Folder holding site_study/ and site_study_seeds/
          site:str='../shared/data/chest_xray_site', # The site's labelled films (they choose)
-         out:str='configs/recipes/site_study.csv', # Table to write
-         n_boot:int=1000): # Bootstrap resamples of each interval
+         out:str='configs/recipes/site_study.csv', # Table to write (with --add: to add a row to)
+         n_boot:int=1000, # Bootstrap resamples of each interval
+         add:str=None): # 'NAME=DIR[,DIR...]': score only these model folders (an ensemble if several) and add the row to --out
+    todo = {add.split('=', 1)[0]: ([Path(d) for d in add.split('=', 1)[1].split(',')], 'youden')} if add else study_rows(Path(runs))
     rows = []
-    for name, (dirs, rule) in study_rows(Path(runs)).items():
+    for name, (dirs, rule) in todo.items():
         rows.append(dict(name=name, rule=rule, minutes=round(minutes(dirs), 1), **flat(transfer_report(dirs, site, rule, n_boot, device='cpu'))))
         print(f"{name:34s} valid AUC {rows[-1]['valid_roc_auc']:.4f}  site AUC {rows[-1]['site_roc_auc']:.3f}  spec as shipped {rows[-1]['site_specificity']:.3f}"
               f"  CV acc {rows[-1]['cv_accuracy']:.3f}  rho {rows[-1]['rho_normal']:.2f}", flush=True)
-    pd.DataFrame(rows).round(4).to_csv(out, index=False)
+    table = pd.concat([pd.read_csv(out), pd.DataFrame(rows)]) if add else pd.DataFrame(rows)
+    table.round(4).to_csv(out, index=False)
     print(out)

@@ -72,6 +72,7 @@ def test_predictions_equal_the_library_for_every_image_mode(server, run, shared)
 
 
 BOMB = png(Image.new('1', (30_000, 30_000)))   # a few KB that would decode to 900 million pixels
+SHEET = png(Image.new('L', (9000, 9000), 40))  # under 200 KB, 81 million pixels: refused from its header, never decoded
 
 
 def bad_requests(shared):
@@ -81,6 +82,7 @@ def bad_requests(shared):
         ('not an image', [('notes.jpeg', b'plain text, not a film', 'image/jpeg')], 415, 'not an image'),
         ('truncated', [('cut.jpeg', good[1][:len(good[1]) // 3], 'image/jpeg')], 422, 'unreadable'),
         ('bomb', [('bomb.png', BOMB, 'image/png')], 422, 'too large'),
+        ('81 million pixels', [('sheet.png', SHEET, 'image/png')], 422, '9000x9000 px is over the limit of 30,000,000 pixels'),
         ('blank', [('blank.png', png(Image.new('L', (300, 300))), 'image/png')], 422, 'blank'),
         ('tiny', [('tiny.png', png(Image.new('L', (4, 4), 9)), 'image/png')], 422, 'too small'),
         ('too many files', [good] * 5, 413, 'limit is 4'),
@@ -193,3 +195,14 @@ def test_docs_render_offline_in_headless_chromium(server):
                          capture_output=True, text=True, timeout=120).stdout
     drawn = set(re.findall(r'class="opblock-summary-path" data-path="([^"]+)"', dom))
     assert drawn == {'/predict', '/health', '/ready', '/model', '/monitor', '/metrics'}, dom[-2000:]
+
+
+def test_a_request_s_pixels_are_bounded_before_decoding(run, tmp_path):
+    "Three 25-million-pixel films pass one by one but not together under --max_megapixels 60; the server's memory stays put."
+    film25 = png(Image.fromarray(np.tile(np.arange(5000, dtype=np.uint8), (5000, 1))))
+    with serving('--model', run, '--log', tmp_path/'log.jsonl', '--max_megapixels', '60') as (url, proc):
+        one = post(url, ('a.png', film25, 'image/png'))
+        before = rss_mb(proc.pid)
+        refused = post(url, *[(f'{i}.png', film25, 'image/png') for i in range(3)])
+        assert one.status_code == 200 and refused.status_code == 413 and refused.json()['error'] == 'too_many_pixels', refused.text
+        assert 'hold 75 million pixels; the limit is 60 million' in refused.json()['detail'] and rss_mb(proc.pid) - before < 20
