@@ -106,13 +106,14 @@ def expand_paths(paths) -> list[Path]:
 _WIDE_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F')
 
 def to_gray8(img:Image.Image) -> Image.Image:
-    "An 8-bit grayscale (`L`) copy of `img`; wide modes are stretched to their min-max range, colour goes to luminance."
+    "An 8-bit grayscale (`L`) copy of `img`: colour to luminance; integer wide modes scaled by the bit depth they need, float or negative ones by min-max."
     if img.mode == 'L': return img
     if img.mode not in _WIDE_MODES: return img.convert('L')
     a = np.asarray(img, dtype=np.float64)
     lo, hi = a.min(), a.max()
-    a = (a - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(a)
-    return Image.fromarray(np.rint(a).astype(np.uint8), 'L')
+    if img.mode != 'F' and lo >= 0: lo, scale = 0, 255 / (2 ** max(8, int(np.ceil(np.log2(hi + 1)))) - 1)
+    else: scale = 255 / (hi - lo) if hi > lo else 0
+    return Image.fromarray(np.rint((a - lo) * scale).astype(np.uint8), 'L')
 
 # %% ../nbs/01_data.ipynb #2ef97902
 class Problem(str, enum.Enum):

@@ -140,7 +140,7 @@ class RequestLog:
             for name, data in images.items(): (Path(self.images_dir)/f"{record['request_id']}-{Path(name).name}").write_bytes(data)
         if self.logger: self.logger.info(json.dumps(record))
 
-# %% ../nbs/12_serve.ipynb #8d617fef
+# %% ../nbs/12_serve.ipynb #d263ef0f
 LOG_NAMES = ('hashed', 'raw')
 
 def hashed_name(name:str, salt:bytes) -> str:
@@ -158,7 +158,7 @@ def no_usable_image(problems:list[ImageProblem], detail:str, **extra) -> Service
     status = 415 if all(p.code == Problem.not_an_image for p in problems) else 422
     return ServiceError(status, 'no_usable_image', detail, **extra)
 
-# %% ../nbs/12_serve.ipynb #6a6eda13
+# %% ../nbs/12_serve.ipynb #8a16bcf5
 def header_pixels(data:bytes) -> int:
     "The pixels an upload's image header declares, read without decoding (0 when it has no readable header)."
     try:
@@ -202,7 +202,7 @@ async def start(self:Service):
     self.ready = True
     print(self.startup_line(), file=sys.stderr, flush=True)
 
-# %% ../nbs/12_serve.ipynb #19642fea
+# %% ../nbs/12_serve.ipynb #24b60f6a
 @patch
 def startup_line(self:Service) -> str:
     "The line printed once the service is ready: where, which model and decision, who may ask, where the log goes."
@@ -237,7 +237,7 @@ def refuse(self:Service, request:Request, e:ServiceError) -> JSONResponse:
     return JSONResponse(dict(error=e.code, detail=e.detail, request_id=request.state.request_id, **e.extra), e.status,
                         headers={'WWW-Authenticate': 'Bearer'} if e.status == 401 else None)
 
-# %% ../nbs/12_serve.ipynb #7508353f
+# %% ../nbs/12_serve.ipynb #adcc4f00
 HTTP_CODES = {400: 'bad_request', 401: 'unauthorized', 404: 'not_found', 405: 'method_not_allowed'}
 
 @patch
@@ -248,10 +248,12 @@ def invalid(self:Service, request:Request, e:RequestValidationError) -> JSONResp
 
 @patch
 def http_error(self:Service, request:Request, e:StarletteHTTPException) -> JSONResponse:
-    "Starlette's own HTTP errors (unknown path, wrong method) in the project's error body."
-    return self.refuse(request, ServiceError(e.status_code, HTTP_CODES.get(e.status_code, 'http_error'), str(e.detail)))
+    "Starlette's own HTTP errors (unknown path, wrong method) in the project's error body, with their headers (a 405's `Allow`)."
+    response = self.refuse(request, ServiceError(e.status_code, HTTP_CODES.get(e.status_code, 'http_error'), str(e.detail)))
+    response.headers.update(e.headers or {})
+    return response
 
-# %% ../nbs/12_serve.ipynb #58522035
+# %% ../nbs/12_serve.ipynb #c644e3f9
 def read_api_keys(keys_file=None, env_value:str|None=None) -> list[str]:
     "API keys from `keys_file` (one per line, `#` comments) and the comma-separated `env_value`; none means authentication is off."
     lines = (Path(keys_file).read_text().splitlines() if keys_file else []) + (env_value or '').split(',')
@@ -259,7 +261,7 @@ def read_api_keys(keys_file=None, env_value:str|None=None) -> list[str]:
     if short := [k for k in keys if len(k) < 16]: raise ValueError(f"{len(short)} API key(s) shorter than 16 characters: use long random keys (e.g. `openssl rand -hex 24`).")
     return keys
 
-# %% ../nbs/12_serve.ipynb #9992949f
+# %% ../nbs/12_serve.ipynb #8ac6b279
 BEARER = HTTPBearer(auto_error=False, description='An API key of the service (`--api_keys_file` or `PNEUMONIA_API_KEYS`).')
 
 @patch
@@ -313,7 +315,7 @@ def log_request(self:Service, rid:str, files:list, contents:list[bytes], results
                         results=[dict(r, filename=name(r['filename'])) for r in results]),
                    {name(f.filename): d for f, d in zip(files, contents)})
 
-# %% ../nbs/12_serve.ipynb #bca0e6df
+# %% ../nbs/12_serve.ipynb #fd35d464
 @patch
 def check_pixels(self:Service, contents:list[bytes]):
     "Refuse (413) a request whose images declare more than `max_megapixels` million pixels in all, before any is decoded."
@@ -324,7 +326,7 @@ def check_pixels(self:Service, contents:list[bytes]):
 
 # %% ../nbs/12_serve.ipynb #cdf4020f
 @patch
-async def predict(self:Service, request:Request, files:list[UploadFile] = File(..., description='one or more X-ray images')):
+async def predict(self:Service, request:Request, files:list[UploadFile] = File(..., min_length=1, description='one or more X-ray images')):
     "Predict NORMAL or PNEUMONIA for each uploaded image, at the model's stored threshold."
     t0, rid = time.perf_counter(), request.state.request_id
     if not self.ready: raise ServiceError(503, 'not_ready', 'the model is still loading')
@@ -374,7 +376,7 @@ def monitor(self:Service):
     self.metrics.show_monitor(summary)
     return summary
 
-# %% ../nbs/12_serve.ipynb #a1831de7
+# %% ../nbs/12_serve.ipynb #80c56ab6
 class ErrorBody(BaseModel):
     "The body of every refusal; `/predict`'s may add `results`, each upload's problem."
     model_config = ConfigDict(extra='allow')
@@ -382,7 +384,7 @@ class ErrorBody(BaseModel):
     detail: str
     request_id: str
 
-REFUSALS = {401: 'no or a wrong API key', 404: 'no reference profile to monitor with', 413: 'body, file count or pixels over the limit',
+REFUSALS = {400: 'the body is not valid multipart form data', 401: 'no or a wrong API key', 404: 'no reference profile to monitor with', 413: 'body, file count or pixels over the limit',
             415: 'no upload was an image', 422: 'no upload could be used, or the request does not match the schema', 503: 'the model is still loading'}
 
 def refusals(*statuses:int) -> dict:
@@ -400,7 +402,7 @@ def build_app(self:Service) -> FastAPI:
     for exc, handler in ((ServiceError, self.refuse), (RequestValidationError, self.invalid), (StarletteHTTPException, self.http_error)):
         app.add_exception_handler(exc, handler)
     keyed, key = ([Depends(self.authorize)], (401,)) if self.api_keys else ([], ())
-    app.post('/predict', dependencies=keyed, responses=refusals(*key, 413, 415, 422, 503))(self.predict)
+    app.post('/predict', dependencies=keyed, responses=refusals(400, *key, 413, 415, 422, 503))(self.predict)
     app.get('/health')(self.health)
     app.get('/ready', responses={503: dict(description='the model is still loading: {"ready": false, "model": null}')})(self.is_ready)
     app.get('/model', dependencies=keyed, responses=refusals(*key))(self.model_card)
