@@ -68,7 +68,7 @@ serve: install
 	$(BIN)/pneumonia_serve --model $(MODEL)
 
 # the README's pictures: a training batch and models/default's ROC, reliability and Grad-CAM on PICTURES_DATA's test
-# split (the committed ones: PICTURES_DATA=../shared/data/chest_xray_sample), the recipe study and the drift curve
+# split (the committed ones: PICTURES_DATA=../shared/data/chest_xray_sample), the recipe studies and the drift curve
 PICTURES_DATA ?= $(DATA)
 pictures: install
 	tmp=$$(mktemp -d) && \
@@ -76,7 +76,7 @@ pictures: install
 	$(BIN)/pneumonia_show_batch --split $$tmp/split.csv --data $(PICTURES_DATA) --out nbs/images/batch.png --img_size 96 --seed $(SEED) --force && \
 	$(BIN)/pneumonia_eval --model models/default --data $(PICTURES_DATA) --out $$tmp/eval > /dev/null && \
 	for p in roc reliability gradcam; do cp $$tmp/eval/$$p.png nbs/images/default_$$p.png; done && rm -r $$tmp
-	cd nbs && HF_HUB_OFFLINE=1 ../$(BIN)/nbdev_test --path 08_recipes.ipynb && HF_HUB_OFFLINE=1 ../$(BIN)/nbdev_test --path 09_monitor.ipynb
+	cd nbs && for nb in 08_recipes 09_monitor 13_site; do HF_HUB_OFFLINE=1 ../$(BIN)/nbdev_test --path $$nb.ipynb; done
 	@ls -l nbs/images/*.png
 
 # the real films the notebooks and tests read: shared/data beside the project, else derived from the dataset in DATA

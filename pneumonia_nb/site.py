@@ -154,26 +154,26 @@ def pneumonia_calibrate(
     print(f"cross-validated: {_line(rep['cross_validated'])} ({rep['folds']} patient-grouped folds, 95% bootstrap intervals)")
     print(f"site decision: temperature {rep['decision']['temperature']:.3f}, threshold {rep['decision']['threshold']:.4f}\n{out}")
 
-# %% ../nbs/13_site.ipynb #80804881
+# %% ../nbs/13_site.ipynb #1609fb19
 def valid_probabilities(model_dirs) -> tuple[np.ndarray, np.ndarray]:
     "0/1 labels and uncalibrated probabilities of the validation films, averaged over `model_dirs` (which share one split)."
     tables = [pd.read_csv(Path(d)/'valid_predictions.csv').set_index('path').sort_index() for d in model_dirs]
     if any(not t.index.equals(tables[0].index) for t in tables): raise ValueError(f"{list(map(str, model_dirs))} were validated on different films.")
     return (tables[0].label == 'PNEUMONIA').to_numpy().astype(int), np.mean([t.prob_uncalibrated.to_numpy() for t in tables], axis=0)
 
-# %% ../nbs/13_site.ipynb #9be98bc2
+# %% ../nbs/13_site.ipynb #796d6346
 def site_probabilities(model_dirs, films:pd.DataFrame, root, device=None) -> np.ndarray:
     "Uncalibrated PNEUMONIA probability of each film, averaged over the models in `model_dirs`."
     return np.mean([predict_images(*load_model(d), root, films, device=device) for d in model_dirs], axis=0)
 
-# %% ../nbs/13_site.ipynb #c747c21b
+# %% ../nbs/13_site.ipynb #0039cdf0
 def aspect_rho(films:pd.DataFrame, probs, root) -> float:
     "Spearman rho between width/height and `probs` among the NORMAL films: how much the shape of a healthy film moves its score."
     normal = (films.label == 'NORMAL').to_numpy()
     shapes = [Image.open(Path(root)/p).size for p in films.path[normal]]
     return float(spearmanr([w / h for w, h in shapes], np.asarray(probs)[normal])[0])
 
-# %% ../nbs/13_site.ipynb #6993dbd0
+# %% ../nbs/13_site.ipynb #49395a34
 def transfer_report(model_dirs, data, rule:str='youden', n_boot:int=1000, seed:int=0, device=None) -> dict:
     "How models chosen on validation (`rule`) carry to a site's labelled films: as shipped, and with a cross-validated site decision."
     films, root = site_films(data), find_data_root(data)[0]

@@ -1,6 +1,7 @@
 """Issue 19, item 4: score the site-study runs on validation and on the site films, and write the study table.
 
     .venv/bin/python scripts/site_study.py [--runs runs] [--site ../shared/data/chest_xray_site] [--out configs/recipes/site_study.csv]
+    .venv/bin/python scripts/site_study.py --add 'new default (12 epochs, valid sensitivity:0.95)=models/default' --rule sensitivity:0.95
 
 Reads the runs of configs/recipes/site_study.yaml and site_study_seeds.yaml (train them first with
 pneumonia_experiments) and models/default (the shipped 12-epoch recipe). Each row is one model, or an ensemble
@@ -48,8 +49,9 @@ def main(runs:str='runs', # Folder holding site_study/ and site_study_seeds/
          site:str='../shared/data/chest_xray_site', # The site's labelled films (they choose)
          out:str='configs/recipes/site_study.csv', # Table to write (with --add: to add a row to)
          n_boot:int=1000, # Bootstrap resamples of each interval
-         add:str=None): # 'NAME=DIR[,DIR...]': score only these model folders (an ensemble if several) and add the row to --out
-    todo = {add.split('=', 1)[0]: ([Path(d) for d in add.split('=', 1)[1].split(',')], 'youden')} if add else study_rows(Path(runs))
+         add:str=None, # 'NAME=DIR[,DIR...]': score only these model folders (an ensemble if several) and add the row to --out
+         rule:str='youden'): # With --add: the validation threshold rule of that row (the model's own, e.g. sensitivity:0.95)
+    todo = {add.split('=', 1)[0]: ([Path(d) for d in add.split('=', 1)[1].split(',')], rule)} if add else study_rows(Path(runs))
     rows = []
     for name, (dirs, rule) in todo.items():
         rows.append(dict(name=name, rule=rule, minutes=round(minutes(dirs), 1), **flat(transfer_report(dirs, site, rule, n_boot, device='cpu'))))

@@ -28,7 +28,7 @@ def test_calibrate_reports_and_writes_a_site_model(site):
     ref = json.loads((out/'reference.json').read_text())
     assert ref['n'] == 103   # monitoring follows the site: the reference is made from its films
     report = json.loads((out/'calibration.json').read_text())
-    assert report['cross_validated']['sensitivity']['value'] >= 0.9 and report['as_shipped']['specificity'] < 0.5
+    assert report['cross_validated']['sensitivity']['value'] >= 0.9 and report['as_shipped']['specificity'] < report['cross_validated']['specificity']['value']   # the site decision spares more healthy films
 
 
 def test_eval_predict_and_service_use_the_site_decision(site, tmp_path):
