@@ -6,7 +6,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT, run_cli
-from pneumonia_nb.core import choose_threshold
+from pneumonia_nb.core import threshold_for
+from pneumonia_nb.train import load_recipe
 from pneumonia_nb.models import load_model
 
 
@@ -47,7 +48,8 @@ DEFAULT = ROOT/'models'/'default'
 def test_the_committed_default_model_loads_and_its_threshold_is_its_own(shared, tmp_path):
     net, spec = load_model(DEFAULT)
     v = pd.read_csv(DEFAULT/'valid_predictions.csv')
-    assert spec['threshold']['value'] == choose_threshold(v.label == 'PNEUMONIA', v.prob_pneumonia)
+    rule = load_recipe(json.loads((DEFAULT/'card.json').read_text())['recipe'])['threshold_rule']   # the rule its recipe stores by
+    assert spec['threshold']['value'] == threshold_for(v.label == 'PNEUMONIA', v.prob_pneumonia, rule)
     assert (DEFAULT/'model.safetensors').stat().st_size < 20e6 and sum(f.stat().st_size for f in DEFAULT.iterdir()) < 22e6
     for data in (shared/'chest_xray_sample', shared/'chest_xray_sample'/'test'):   # official layout, bare folder
         out = tmp_path/data.name
