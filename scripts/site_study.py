@@ -14,11 +14,12 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from fastcore.script import call_parse
 
 from pneumonia_nb.site import transfer_report
 
-VARIANTS = ('base', 'size128', 'size160', 'photometric', 'image_norm', 'mixup', 'cutmix', 'cnn')
+VARIANTS = tuple(yaml.safe_load((Path(__file__).parent.parent/'configs'/'recipes'/'site_study.yaml').read_text())['variants'])   # the grid's own list
 
 def study_rows(runs:Path) -> dict:
     "Row name -> (model folders, validation rule), for every finished run of the two study grids."
