@@ -56,7 +56,7 @@ from pathlib import Path
 run, model = Path(sys.argv[1]), sys.argv[2]
 r = json.loads((run/'eval'/'metrics.json').read_text())
 m = r['at_threshold']
-print(f"\n== summary ==\n{r['subset']}: {r['n']} images; at the stored threshold {r['threshold']['value']:.3f}:")
+print(f"\n== summary ==\n{r['subset']}: {r['n']} images, judged at the stored threshold {r['threshold']['value']:.3f} (chosen on {r['threshold'].get('chosen_on', 'valid')}):")
 print('  ' + '; '.join(f"{k} {m[k]['value']:.3f} [{m[k]['ci95'][0]:.3f}, {m[k]['ci95'][1]:.3f}]" for k in ('accuracy', 'sensitivity', 'specificity', 'roc_auc')))
 print(f"run folder: {run}\nplots: {' '.join(str(p) for p in sorted((run/'eval').glob('*.png')))}")
 print(f"to serve this model: .venv/bin/pneumonia_promote --model {run} --name mine && make serve MODEL=models/mine\n"
