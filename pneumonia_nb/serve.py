@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_serve.ipynb #d7875b98
 from __future__ import annotations
-import asyncio, datetime, hashlib, hmac, io, json, logging, os, secrets, sys, time, uuid, warnings
+import asyncio, ctypes, datetime, hashlib, hmac, io, itertools, json, logging, math, os, secrets, sys, time, uuid, warnings
 from contextlib import asynccontextmanager
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -30,9 +30,10 @@ from .monitor import DriftWindow, image_stats
 from .predict import Detector
 
 # %% auto #0
-__all__ = ['LOG_NAMES', 'HTTP_CODES', 'BEARER', 'REFUSALS', 'ServiceMetrics', 'BodyLimit', 'Batcher', 'RequestLog', 'hashed_name',
-           'ServiceError', 'no_usable_image', 'header_pixels', 'decode', 'Service', 'read_api_keys', 'ErrorBody',
-           'refusals', 'create_app', 'pneumonia_serve', 'load_test', 'pneumonia_loadtest']
+__all__ = ['LOG_NAMES', 'HTTP_CODES', 'BEARER', 'REFUSALS', 'M_ARENA_MAX', 'ServiceMetrics', 'BodyLimit', 'Batcher', 'RequestLog',
+           'hashed_name', 'ServiceError', 'no_usable_image', 'header_pixels', 'decode', 'Service', 'read_api_keys',
+           'ErrorBody', 'refusals', 'create_app', 'limit_malloc_arenas', 'pneumonia_serve', 'load_test',
+           'pneumonia_loadtest']
 
 # %% ../nbs/12_serve.ipynb #5ea030c3
 class ServiceMetrics:
@@ -416,6 +417,14 @@ def create_app(model_dir='models/default', **settings) -> FastAPI:
     "The FastAPI app for the model in `model_dir` (`settings`: those of `Service`)."
     return Service(model_dir, **settings).build_app()
 
+# %% ../nbs/12_serve.ipynb #fe1d8100
+M_ARENA_MAX = -8   # mallopt's parameter number, from glibc's malloc.h (Python has no binding for mallopt)
+def limit_malloc_arenas(arenas:int=2) -> bool:
+    "Cap glibc's malloc arenas for this process unless `MALLOC_ARENA_MAX` is set; False where that did not happen (set, or not glibc)."
+    if 'MALLOC_ARENA_MAX' in os.environ: return False
+    try: return ctypes.CDLL('libc.so.6').mallopt(M_ARENA_MAX, arenas) == 1
+    except (OSError, AttributeError): return False
+
 # %% ../nbs/12_serve.ipynb #aa63fb18
 @call_parse
 def pneumonia_serve(
@@ -448,17 +457,21 @@ def pneumonia_serve(
     app = create_app(model, max_body_mb=max_body_mb, max_files=max_files, max_batch=max_batch, max_wait_ms=max_wait_ms, log_path=log or None,
                      log_images=log_images, device=device, window=window, log_max_mb=log_max_mb, log_keep=log_keep, log_names=log_names,
                      api_keys=keys, open_metrics=open_metrics, url=f"{'https' if ssl_certfile else 'http'}://{host}:{port}", max_megapixels=max_megapixels)
+    limit_malloc_arenas()
     uvicorn.run(app, host=host, port=port, log_level='warning', ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
 
 # %% ../nbs/12_serve.ipynb #609582bd
-async def load_test(url:str, images:list[bytes], clients:int=8, requests:int=200, timeout:float=60, transport=None) -> dict:
-    "Send `requests` single-image predictions from `clients` concurrent clients; throughput, latency percentiles, errors (`transport`: httpx's, e.g. an in-process app)."
+async def load_test(url:str, images:list[bytes], clients:int=8, requests:int|None=200, seconds:float|None=None, timeout:float=60, transport=None) -> dict:
+    "Single-image predictions from `clients` concurrent clients until `requests` are sent or `seconds` have passed; throughput, latency percentiles, errors (`transport`: httpx's, e.g. an in-process app)."
     import httpx
-    latencies, errors, counter = [], [], iter(range(requests))
+    if requests is None and seconds is None: raise ValueError("load_test needs `requests`, `seconds` or both to know when to stop")
+    latencies, errors = [], []
+    counter, deadline = iter(range(requests)) if requests else itertools.count(), time.perf_counter() + (seconds or math.inf)
     async def client(c):
         async with httpx.AsyncClient(base_url=url, timeout=timeout, transport=transport) as http:
             for i in counter:
                 t0 = time.perf_counter()
+                if t0 > deadline: break
                 try:
                     r = await http.post('/predict', files=[('files', (f'{i}.jpeg', images[i % len(images)], 'image/jpeg'))])
                     if r.status_code != 200: errors.append(f'{r.status_code}: {r.text[:200]}')
@@ -468,15 +481,16 @@ async def load_test(url:str, images:list[bytes], clients:int=8, requests:int=200
     await asyncio.gather(*(client(c) for c in range(clients)))
     wall = time.perf_counter() - t0
     lat = np.array(latencies) * 1000
-    return dict(url=url, clients=clients, requests=requests, errors=len(errors), first_errors=errors[:5], wall_s=round(wall, 2),
-                images_per_s=round(requests / wall, 1), **{f'p{q}_ms': round(float(np.percentile(lat, q)), 1) for q in (50, 95, 99)})
+    return dict(url=url, clients=clients, requests=len(latencies), errors=len(errors), first_errors=errors[:5], wall_s=round(wall, 2),
+                images_per_s=round(len(latencies) / wall, 1), **{f'p{q}_ms': round(float(np.percentile(lat, q)), 1) for q in (50, 95, 99)})
 
 # %% ../nbs/12_serve.ipynb #2a2d5bde
 @call_parse
 def pneumonia_loadtest(
     url:str='http://127.0.0.1:8000', # Base URL of a running pneumonia_serve
     clients:int=8, # Concurrent clients
-    requests:int=200, # Requests in all (one image each); the test stops after them
+    requests:int=200, # Requests in all (one image each); the test stops after them (0: no count, stop after --seconds)
+    seconds:float=None, # Stop after this many seconds (a soak), whichever of the two comes first
     images:str=None, # Folder of images to send (searched recursively)
     out:str=None, # JSON file for the results (never replaced)
 ):
@@ -484,6 +498,6 @@ def pneumonia_loadtest(
     if out and Path(out).exists(): raise SystemExit(f"pneumonia_loadtest: {out} already exists; choose another --out.")
     files = expand_paths([images]) if images else []
     if not files: raise SystemExit("pneumonia_loadtest: --images must name a folder with images.")
-    result = asyncio.run(load_test(url, [f.read_bytes() for f in files], clients, requests))
+    result = asyncio.run(load_test(url, [f.read_bytes() for f in files], clients, requests or None, seconds))
     print(json.dumps(result, indent=2))
     if out: Path(out).write_text(json.dumps(result, indent=2) + '\n')
