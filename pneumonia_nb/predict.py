@@ -21,7 +21,7 @@ from .models import load_model, model_outputs, model_pipeline, stored_decision
 from .monitor import Reference
 
 # %% auto #0
-__all__ = ['input_name', 'Detector', 'save_cams', 'summary_line', 'pneumonia_predict']
+__all__ = ['input_name', 'film_warnings', 'Detector', 'save_cams', 'summary_line', 'pneumonia_predict']
 
 # %% ../nbs/11_predict.ipynb #57528781
 def input_name(source, i:int) -> str:
@@ -31,14 +31,18 @@ def input_name(source, i:int) -> str:
     return f'<{kind} #{i}>'
 
 # %% ../nbs/11_predict.ipynb #56f2956d
+def film_warnings(img:Image.Image) -> str:
+    "The codes of a DICOM film's warnings (`01_data`: modality, body_part, view, age), comma-separated; '' for none or a plain image."
+    return ','.join(w['code'] for w in img.info.get('dicom', {}).get('warnings', []))
+
 def _read_inputs(items:list) -> tuple[pd.DataFrame, dict]:
-    "A table of `path` and `problem` per input, and the films that could be read, by row."
+    "A table of `path`, `problem` and `warnings` per input, and the films that could be read, by row."
     rows, good = [], {}
     for i, src in enumerate(items):
-        try: good[i] = read_xray(src); problem = None
-        except ImageProblem as e: problem = str(e)
-        rows.append(dict(path=input_name(src, i), problem=problem))
-    return pd.DataFrame(rows, columns=['path', 'problem']).assign(prob_pneumonia=np.nan, ood_score=np.nan, in_distribution=None), good
+        try: good[i] = read_xray(src); problem, warned = None, film_warnings(good[i])
+        except ImageProblem as e: problem, warned = str(e), ''
+        rows.append(dict(path=input_name(src, i), problem=problem, warnings=warned))
+    return pd.DataFrame(rows, columns=['path', 'problem', 'warnings']).assign(prob_pneumonia=np.nan, ood_score=np.nan, in_distribution=None), good
 
 # %% ../nbs/11_predict.ipynb #8bfbd7af
 class Detector:
@@ -73,7 +77,7 @@ def assess(self:Detector, images:list[Image.Image], bs:int=32) -> tuple[pd.DataF
 # %% ../nbs/11_predict.ipynb #6137b07f
 @patch
 def predict(self:Detector, images, bs:int=32) -> pd.DataFrame:
-    "One row per input (paths, folders, bytes, PIL images or arrays): `path`, `prob_pneumonia`, `label`, `in_distribution`, `ood_score`, `threshold`, `model`, `problem`."
+    "One row per input (paths, folders, bytes, PIL images, arrays; DICOM or not): `path`, `prob_pneumonia`, `label`, `in_distribution`, `ood_score`, `threshold`, `model`, `warnings`, `problem`."
     items = expand_paths(images) if all(isinstance(i, (str, Path)) for i in images) else list(images)
     df, good = _read_inputs(items)
     if good:
@@ -81,7 +85,7 @@ def predict(self:Detector, images, bs:int=32) -> pd.DataFrame:
         df.loc[list(good), cols] = self.assess(list(good.values()), bs)[0][cols].to_numpy(dtype=object)
     df['label'] = np.where(df.prob_pneumonia.isna(), None, labels_at(df.prob_pneumonia.fillna(0), self.threshold))
     return df.assign(threshold=self.threshold, model=self.model_id).astype({'prob_pneumonia': float, 'ood_score': float})[
-        ['path', 'prob_pneumonia', 'label', 'in_distribution', 'ood_score', 'threshold', 'model', 'problem']]
+        ['path', 'prob_pneumonia', 'label', 'in_distribution', 'ood_score', 'threshold', 'model', 'warnings', 'problem']]
 
 # %% ../nbs/11_predict.ipynb #e19dd179
 def save_cams(detector:Detector, preds:pd.DataFrame, sources:list, out) -> list[Path]:
@@ -100,11 +104,12 @@ def save_cams(detector:Detector, preds:pd.DataFrame, sources:list, out) -> list[
 
 # %% ../nbs/11_predict.ipynb #da2c7a02
 def summary_line(preds:pd.DataFrame) -> str:
-    "`N images: a PNEUMONIA, b NORMAL, c unreadable; d out of distribution (threshold t, model m)`."
+    "`N images: a PNEUMONIA, b NORMAL, c unreadable; d out of distribution[; e with DICOM warnings] (threshold t, model m)`."
     counts, guard = preds.label.value_counts(), preds.in_distribution.dropna()
     ood = f"; {(~guard.astype(bool)).sum()} out of distribution" if len(guard) else '; no out-of-distribution guard'
+    warned = f"; {(preds.warnings != '').sum()} with DICOM warnings" if (preds.warnings != '').any() else ''
     return (f"{len(preds)} images: {counts.get('PNEUMONIA', 0)} PNEUMONIA, {counts.get('NORMAL', 0)} NORMAL, "
-            f"{preds.problem.notna().sum()} unreadable{ood} (threshold {preds.threshold.iloc[0]:.3f}, model {preds.model.iloc[0]})")
+            f"{preds.problem.notna().sum()} unreadable{ood}{warned} (threshold {preds.threshold.iloc[0]:.3f}, model {preds.model.iloc[0]})")
 
 # %% ../nbs/11_predict.ipynb #e8b37dbd
 @call_parse
@@ -129,7 +134,8 @@ def pneumonia_predict(
     for n in notes: print(f"pneumonia_predict: {n}", file=sys.stderr)
     preds = det.predict(sources, bs)
     with pd.option_context('display.max_rows', None, 'display.width', 200, 'display.max_colwidth', 80):
-        print(preds[['path', 'prob_pneumonia', 'label', 'in_distribution', 'problem']].to_string(index=False, float_format='%.4f'))
+        shown = ['path', 'prob_pneumonia', 'label', 'in_distribution'] + ['warnings'] * bool((preds.warnings != '').any()) + ['problem']
+        print(preds[shown].to_string(index=False, float_format='%.4f'))
     if cam: print(f"Grad-CAM overlays: {len(save_cams(det, preds, sources, cam))} in {cam}")
     if out: Path(out).parent.mkdir(parents=True, exist_ok=True); preds.to_csv(out, index=False); print(f"wrote {out}")
     print(summary_line(preds))

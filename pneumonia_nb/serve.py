@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 import pneumonia_nb
 
 from .core import labels_at
-from .data import ImageProblem, Problem, expand_paths, read_xray
+from .data import ImageProblem, Problem, expand_paths, is_dicom, read_dicom, read_xray
 from .monitor import DriftWindow, image_stats
 from .predict import Detector
 
@@ -49,6 +49,7 @@ class ServiceMetrics:
         self.rejected = Counter('pneumonia_rejected_inputs', 'Inputs refused, by reason', ['reason'], registry=r)
         self.batch = Histogram('pneumonia_batch_images', 'Images per model call (dynamic batching)', registry=r, buckets=(1, 2, 4, 8, 16, 32, 64))
         self.model_info = Gauge('pneumonia_model_info', 'The model being served', ['model', 'arch', 'threshold'], registry=r)
+        self.warnings = Counter('pneumonia_input_warnings', 'Predicted DICOM films whose tags say they may not be chest films like the training films, by code', ['code'], registry=r)
         self.out_of_distribution = Counter('pneumonia_out_of_distribution', 'Predicted images the guard flagged as unlike the validation films', registry=r)
         self.window = Gauge('pneumonia_monitor_window_images', 'Images in the rolling monitoring window', registry=r)
         self.window_ood = Gauge('pneumonia_monitor_window_out_of_distribution_share', 'Share of the window flagged by the guard', registry=r)
@@ -161,7 +162,10 @@ def no_usable_image(problems:list[ImageProblem], detail:str, **extra) -> Service
 
 # %% ../nbs/12_serve.ipynb #8a16bcf5
 def header_pixels(data:bytes) -> int:
-    "The pixels an upload's image header declares, read without decoding (0 when it has no readable header)."
+    "The pixels an upload's image header (or DICOM Rows and Columns) declares, read without decoding (0 when it has no readable header)."
+    if is_dicom(data):
+        try: ds = read_dicom(data); return int(ds.Rows) * int(ds.Columns)
+        except ImageProblem: return 0
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', Image.DecompressionBombWarning)
@@ -284,8 +288,8 @@ async def assess(self:Service, contents:list[bytes]) -> tuple[list, list, np.nda
 
 # %% ../nbs/12_serve.ipynb #d56cb8b2
 @patch
-def answer(self:Service, name:str, size:int, stats:dict|None, problem:ImageProblem|None, a:dict|None) -> dict:
-    "One upload's result (and its metrics): the prediction, or the reason it could not be made."
+def answer(self:Service, name:str, size:int, stats:dict|None, problem:ImageProblem|None, a:dict|None, dicom:dict|None=None) -> dict:
+    "One upload's result (and its metrics): the prediction with any warnings (and a DICOM film's UIDs), or the reason it could not be made."
     r = dict(filename=name, bytes=size)
     if problem:
         self.metrics.rejected.labels(problem.code.value).inc()
@@ -294,8 +298,10 @@ def answer(self:Service, name:str, size:int, stats:dict|None, problem:ImageProbl
     label = str(labels_at([p], self.detector.threshold)[0])
     self.metrics.predictions.labels(label).inc(); self.metrics.probability.observe(p)
     if guarded and not a['in_distribution']: self.metrics.out_of_distribution.inc()
+    for w in (dicom or {}).get('warnings', []): self.metrics.warnings.labels(w['code']).inc()
     return dict(r, label=label, prob_pneumonia=round(p, 6), threshold=self.detector.threshold, stats=stats,
-                in_distribution=bool(a['in_distribution']) if guarded else None, ood_score=round(float(a['ood_score']), 3) if guarded else None)
+                in_distribution=bool(a['in_distribution']) if guarded else None, ood_score=round(float(a['ood_score']), 3) if guarded else None,
+                warnings=(dicom or {}).get('warnings', []), **({'dicom': {k: v for k, v in dicom.items() if k != 'warnings'}} if dicom else {}))
 
 # %% ../nbs/12_serve.ipynb #8346b44c
 @patch
@@ -338,7 +344,8 @@ async def predict(self:Service, request:Request, files:list[UploadFile] = File(.
     self.check_pixels(contents)
     decoded, assessed, proj = await self.assess(contents)
     rows = iter(assessed)
-    results = [self.answer(f.filename, len(c), stats, problem, None if problem else next(rows)) for f, c, (_, stats, problem) in zip(files, contents, decoded)]
+    results = [self.answer(f.filename, len(c), stats, problem, None if problem else next(rows), film.info.get('dicom') if film else None)
+               for f, c, (film, stats, problem) in zip(files, contents, decoded)]
     self.watch(results, proj)
     self.log_request(rid, files, contents, results, time.perf_counter() - t0)
     public = [{k: v for k, v in r.items() if k not in ('stats', 'embedding')} for r in results]
