@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import highdicom as hd
+import matplotlib.pyplot as plt
+import numpy as np
 import pydicom
 import pandas as pd
 import requests
@@ -22,14 +24,14 @@ from pydicom.sr.codedict import codes
 import pneumonia_nb
 from .core import labels_at
 from .data import FILM_MODALITIES, ImageProblem, read_xray
-from .predict import Detector
+from .predict import Detector, cam_overlay
 from .serve import RequestLog
 
 # %% auto #0
 __all__ = ['SCHEME', 'FINDINGS', 'PROBABILITY', 'THRESHOLD', 'GUARD', 'WARNINGS', 'SOURCE', 'COMMENT', 'NOT_FOR_DIAGNOSIS',
            'UNITLESS', 'NOT_IMAGES', 'NOT_REPORTED', 'STUDY_UID', 'SERIES_UID', 'SOP_UID', 'MODALITY', 'DONE',
-           'ORTHANC_DICOMWEB', 'guard_text', 'result_sr', 'sr_result', 'film_result', 'PacsUnreachable', 'PacsWatcher',
-           'free_port', 'local_orthanc', 'poll_line', 'pneumonia_pacs']
+           'ORTHANC_DICOMWEB', 'guard_text', 'result_sr', 'sr_result', 'overlay_sc', 'film_result', 'PacsUnreachable',
+           'PacsWatcher', 'free_port', 'local_orthanc', 'poll_line', 'pneumonia_pacs']
 
 # %% ../nbs/14_pacs.ipynb #a1967ea3
 SCHEME = '99PNEUMONIANB'   # private coding scheme: concepts DICOM and SNOMED have no code for
@@ -80,6 +82,19 @@ def sr_result(ds:pydicom.Dataset) -> dict:
                 model=items['Algorithm Name'].value, guard=items[GUARD.meaning].value,
                 warnings=items[WARNINGS.meaning].value.split(', ') if WARNINGS.meaning in items else [], source_uid=items[SOURCE.meaning].value[1])
 
+# %% ../nbs/14_pacs.ipynb #85bbfb9c
+def overlay_sc(film:pydicom.Dataset, fig) -> hd.sc.SCImage:
+    "A Secondary Capture in `film`'s study holding the matplotlib `fig` (the Grad-CAM overlay) as RGB, marked burned-in and not for diagnosis."
+    fig.canvas.draw(); rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy(); plt.close(fig)
+    evidence = pydicom.Dataset(film)
+    for k in _TYPE2: setattr(evidence, k, film.get(k, ''))
+    sc = hd.sc.SCImage.from_ref_dataset(ref_dataset=evidence, pixel_array=rgb, photometric_interpretation='RGB', bits_allocated=8, coordinate_system='PATIENT',
+                                        patient_orientation=('L', 'F'), series_instance_uid=pydicom.uid.generate_uid(), series_number=9802,
+                                        sop_instance_uid=pydicom.uid.generate_uid(), instance_number=1, manufacturer='pneumonia_nb',
+                                        series_description='pneumonia_nb Grad-CAM, not for diagnosis', transfer_syntax_uid=pydicom.uid.ExplicitVRLittleEndian)
+    sc.BurnedInAnnotation, sc.ImageComments = 'YES', NOT_FOR_DIAGNOSIS
+    return sc
+
 # %% ../nbs/14_pacs.ipynb #bc367956
 NOT_IMAGES = ('SR', 'PR', 'KO')         # reports, presentation states, key-object notes: nothing to read
 NOT_REPORTED = ('modality', 'body_part')   # warnings that mean the film is not a chest film at all
@@ -109,10 +124,10 @@ DONE = ('reported', 'skipped', 'refused')
 # %% ../nbs/14_pacs.ipynb #cc093632
 class PacsWatcher:
     "Polls a PACS over DICOMweb and stores an SR for each new chest film; what it did with each film survives restarts in `state_path`."
-    def __init__(self, client:DICOMwebClient, detector:Detector, state_path, log:RequestLog|None=None, since:str|None=None, max_attempts:int=3):
-        self.client, self.detector, self.state_path, self.log, self.max_attempts = client, detector, Path(state_path), log or RequestLog(), max_attempts
+    def __init__(self, client:DICOMwebClient, detector:Detector, state_path, log:RequestLog|None=None, since:str|None=None, max_attempts:int=3, overlay:bool=False):
+        self.client, self.detector, self.state_path, self.log, self.max_attempts, self.overlay = client, detector, Path(state_path), log or RequestLog(), max_attempts, overlay
         self.client.set_http_retry_params(retry=True, max_attempts=3, wait_exponential_multiplier=200)   # bounded, for answers that say: try again
-        self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else dict(format=1, films={})
+        self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else dict(format=1, films={}, own_series=[])
         self.state['since'] = since or self.state.get('since') or datetime.date.today().strftime('%Y%m%d')
         r = self.registry = CollectorRegistry()
         self.films = Counter('pneumonia_pacs_films', 'Films handled by the PACS watcher, by outcome and code', ['outcome', 'code'], registry=r)
@@ -135,13 +150,13 @@ def save_state(self:PacsWatcher):
 # %% ../nbs/14_pacs.ipynb #2a7ed03a
 @patch
 def new_films(self:PacsWatcher) -> list[dict]:
-    "The films (study, series and SOP UIDs, modality) of the studies dated from `since` on that are not done yet; reports and the like passed over."
+    "The films (study, series and SOP UIDs, modality) of the studies dated from `since` on that are not done yet; reports, the like, and its own overlays passed over."
     out = []
     for study in self.client.search_for_studies(search_filters={'StudyDate': f"{self.state['since']}-"}):
         st = _value(study, STUDY_UID)
         for series in self.client.search_for_series(st):
-            if (modality := _value(series, MODALITY, '')) in NOT_IMAGES: continue
-            se = _value(series, SERIES_UID)
+            se, modality = _value(series, SERIES_UID), _value(series, MODALITY, '')
+            if modality in NOT_IMAGES or se in self.state['own_series']: continue   # reports, and the overlays this watcher stored
             out += [dict(study_uid=st, series_uid=se, sop_uid=sop, modality=modality)
                     for i in self.client.search_for_instances(st, se) if not self.is_done(sop := _value(i, SOP_UID))]
     return out
@@ -155,18 +170,27 @@ def handle(self:PacsWatcher, f:dict) -> dict:
     else:
         film = self.client.retrieve_instance(f['study_uid'], f['series_uid'], f['sop_uid'], media_types=(('application/dicom', '*'),))
         res = film_result(self.detector, film)
-        if res['outcome'] == 'reported':
-            sr = result_sr(film, res, self.detector.model_id)
-            try: self.client.store_instances([sr]); res['sr_uid'] = str(sr.SOPInstanceUID)
-            except requests.HTTPError as e: res = dict(outcome='failed', code='store_failed', reason=f'the PACS refused the report: {e}')
+        if res['outcome'] == 'reported': res = self.store(film, res)
     return dict(f, **res, seconds=round(time.perf_counter() - t0, 3))
+
+# %% ../nbs/14_pacs.ipynb #f8116c8d
+@patch
+def store(self:PacsWatcher, film:pydicom.Dataset, res:dict) -> dict:
+    "Store the report (and the overlay, if asked) in the film's study: `res` with their UIDs, or a failed outcome if the PACS refused them."
+    made = [result_sr(film, res, self.detector.model_id)]
+    if self.overlay: made.append(overlay_sc(film, cam_overlay(self.detector, read_xray(film), f"{res['label']} p={res['prob_pneumonia']:.2f} (threshold {res['threshold']:.2f})")))
+    self.state['own_series'] += [str(d.SeriesInstanceUID) for d in made[1:]]
+    self.save_state()   # before storing: after a crash an overlay must not be taken for a film
+    try: self.client.store_instances(made)
+    except requests.HTTPError as e: return dict(outcome='failed', code='store_failed', reason=f'the PACS refused the report: {e}')
+    return dict(res, sr_uid=str(made[0].SOPInstanceUID), **({'overlay_uid': str(made[1].SOPInstanceUID)} if self.overlay else {}))
 
 # %% ../nbs/14_pacs.ipynb #0dfbceac
 @patch
 def record(self:PacsWatcher, r:dict):
     "Remember one film's outcome (a failure counts an attempt), log it and count it."
     prev = self.state['films'].get(r['sop_uid'], {})
-    self.state['films'][r['sop_uid']] = dict(outcome=r['outcome'], code=r.get('code'), sr_uid=r.get('sr_uid'), attempts=prev.get('attempts', 0) + 1,
+    self.state['films'][r['sop_uid']] = dict(outcome=r['outcome'], code=r.get('code'), sr_uid=r.get('sr_uid'), overlay_uid=r.get('overlay_uid'), attempts=prev.get('attempts', 0) + 1,
                                              time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
     self.save_state()
     self.log.write(dict(time=self.state['films'][r['sop_uid']]['time'], model=self.detector.model_id, **{k: v for k, v in r.items() if k != 'modality'}))
@@ -233,6 +257,7 @@ def pneumonia_pacs(
     since:str=None, # First study date to look at, YYYYMMDD (default: the state's, else today)
     interval:float=60, # Seconds between polls
     once:bool=False, # Poll once, then exit
+    overlay:bool=False, # Also store the Grad-CAM overlay as a Secondary Capture beside each report
     metrics_file:str=None, # Prometheus text file rewritten after each poll (node-exporter's textfile collector)
     device:str='auto', # auto, cpu or cuda
 ):
@@ -240,7 +265,7 @@ def pneumonia_pacs(
     if not url: raise SystemExit("pneumonia_pacs: --url is required (the PACS's DICOMweb root), or set PNEUMONIA_PACS_URL.")
     try: det = Detector.load(model, device)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"pneumonia_pacs: {e}") from None
-    watcher = PacsWatcher(DICOMwebClient(url), det, state, RequestLog(log or None), since)
+    watcher = PacsWatcher(DICOMwebClient(url), det, state, RequestLog(log or None), since, overlay=overlay)
     while True:
         try: done = watcher.poll()
         except PacsUnreachable as e: raise SystemExit(f"pneumonia_pacs: cannot reach the PACS: {e}") from None

@@ -21,7 +21,7 @@ from .models import load_model, model_outputs, model_pipeline, stored_decision
 from .monitor import Reference
 
 # %% auto #0
-__all__ = ['input_name', 'film_warnings', 'Detector', 'save_cams', 'summary_line', 'pneumonia_predict']
+__all__ = ['input_name', 'film_warnings', 'Detector', 'cam_overlay', 'save_cams', 'summary_line', 'pneumonia_predict']
 
 # %% ../nbs/11_predict.ipynb #57528781
 def input_name(source, i:int) -> str:
@@ -88,6 +88,11 @@ def predict(self:Detector, images, bs:int=32) -> pd.DataFrame:
         ['path', 'prob_pneumonia', 'label', 'in_distribution', 'ood_score', 'threshold', 'model', 'warnings', 'problem']]
 
 # %% ../nbs/11_predict.ipynb #e19dd179
+def cam_overlay(detector:Detector, img:Image.Image, title:str):
+    "The Grad-CAM overlay of one decoded film as a matplotlib figure, drawn by evaluation's painter (`cam_figure`)."
+    cam = grad_cam(detector.model, detector.pipeline.test_dl(pd.DataFrame({'image': [img]})).one_batch()[0])[0].cpu().numpy()
+    return cam_figure([img], [cam], [title])
+
 def save_cams(detector:Detector, preds:pd.DataFrame, sources:list, out) -> list[Path]:
     "A Grad-CAM overlay PNG in `out` for each readable row of `preds` (from `detector.predict(sources)`)."
     import matplotlib.pyplot as plt
@@ -95,9 +100,7 @@ def save_cams(detector:Detector, preds:pd.DataFrame, sources:list, out) -> list[
     written = []
     for src, r in zip(sources, preds.itertuples()):
         if pd.notna(r.problem): continue
-        img = read_xray(src)
-        cam = grad_cam(detector.model, detector.pipeline.test_dl(pd.DataFrame({'image': [img]})).one_batch()[0])[0].cpu().numpy()
-        fig = cam_figure([img], [cam], [f"{r.label} p={r.prob_pneumonia:.2f} (threshold {r.threshold:.2f})\n{Path(r.path).name}"])
+        fig = cam_overlay(detector, read_xray(src), f"{r.label} p={r.prob_pneumonia:.2f} (threshold {r.threshold:.2f})\n{Path(r.path).name}")
         fig.savefig(f := out/f"{len(written):04d}-{Path(r.path).stem}.png", dpi=100, bbox_inches='tight'); plt.close(fig)
         written.append(f)
     return written

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_serve.ipynb #d7875b98
 from __future__ import annotations
-import asyncio, ctypes, datetime, hashlib, hmac, io, itertools, json, logging, math, os, secrets, sys, time, uuid, warnings
+import asyncio, ctypes, datetime, hashlib, hmac, io, itertools, json, logging, math, os, secrets, sys, tempfile, time, uuid, warnings
 from contextlib import asynccontextmanager
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastcore.basics import patch, store_attr
 from fastcore.script import call_parse
 from PIL import Image
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 import pneumonia_nb
 
@@ -32,12 +32,12 @@ from .predict import Detector
 # %% auto #0
 __all__ = ['LOG_NAMES', 'HTTP_CODES', 'BEARER', 'REFUSALS', 'M_ARENA_MAX', 'ServiceMetrics', 'BodyLimit', 'Batcher', 'RequestLog',
            'hashed_name', 'ServiceError', 'no_usable_image', 'header_pixels', 'decode', 'Service', 'read_api_keys',
-           'ErrorBody', 'refusals', 'create_app', 'limit_malloc_arenas', 'pneumonia_serve', 'load_test',
+           'ErrorBody', 'refusals', 'create_app', 'app_from_env', 'limit_malloc_arenas', 'pneumonia_serve', 'load_test',
            'pneumonia_loadtest']
 
 # %% ../nbs/12_serve.ipynb #5ea030c3
 class ServiceMetrics:
-    "The Prometheus metrics of one app, in their own registry."
+    "The Prometheus metrics of one app, in their own registry; gauges per live process when several serve (prometheus-client's multiprocess mode)."
     def __init__(self):
         self.registry = r = CollectorRegistry()
         self.requests = Counter('pneumonia_requests', 'HTTP requests by endpoint and status', ['endpoint', 'status'], registry=r)
@@ -48,13 +48,19 @@ class ServiceMetrics:
                                      buckets=tuple(np.round(np.linspace(0.1, 1, 10), 2)))
         self.rejected = Counter('pneumonia_rejected_inputs', 'Inputs refused, by reason', ['reason'], registry=r)
         self.batch = Histogram('pneumonia_batch_images', 'Images per model call (dynamic batching)', registry=r, buckets=(1, 2, 4, 8, 16, 32, 64))
-        self.model_info = Gauge('pneumonia_model_info', 'The model being served', ['model', 'arch', 'threshold'], registry=r)
+        self.model_info = Gauge('pneumonia_model_info', 'The model being served', ['model', 'arch', 'threshold'], registry=r, multiprocess_mode='liveall')
         self.warnings = Counter('pneumonia_input_warnings', 'Predicted DICOM films whose tags say they may not be chest films like the training films, by code', ['code'], registry=r)
         self.out_of_distribution = Counter('pneumonia_out_of_distribution', 'Predicted images the guard flagged as unlike the validation films', registry=r)
-        self.window = Gauge('pneumonia_monitor_window_images', 'Images in the rolling monitoring window', registry=r)
-        self.window_ood = Gauge('pneumonia_monitor_window_out_of_distribution_share', 'Share of the window flagged by the guard', registry=r)
-        self.drift_p = Gauge('pneumonia_drift_p_value', 'Latest drift p-value on the window: embeddings (MMD) and the smallest image-statistic one', ['test'], registry=r)
-        self.drift = Gauge('pneumonia_drift_detected', 'Latest drift verdict on the window: 1 drift, 0 no drift, -1 too few images', registry=r)
+        self.window = Gauge('pneumonia_monitor_window_images', 'Images in the rolling monitoring window', registry=r, multiprocess_mode='liveall')
+        self.window_ood = Gauge('pneumonia_monitor_window_out_of_distribution_share', 'Share of the window flagged by the guard', registry=r, multiprocess_mode='liveall')
+        self.drift_p = Gauge('pneumonia_drift_p_value', 'Latest drift p-value on the window: embeddings (MMD) and the smallest image-statistic one', ['test'], registry=r, multiprocess_mode='liveall')
+        self.drift = Gauge('pneumonia_drift_detected', 'Latest drift verdict on the window: 1 drift, 0 no drift, -1 too few images', registry=r, multiprocess_mode='liveall')
+
+    def collecting(self) -> CollectorRegistry:
+        "What /metrics reports: this registry, or with several processes (`PROMETHEUS_MULTIPROC_DIR`) all of theirs, counters summed."
+        if not os.environ.get('PROMETHEUS_MULTIPROC_DIR'): return self.registry
+        multiprocess.MultiProcessCollector(r := CollectorRegistry())
+        return r
 
     def show_monitor(self, summary:dict):
         "Set the monitoring gauges from a `DriftWindow.summary()`."
@@ -220,8 +226,9 @@ def startup_line(self:Service) -> str:
 @patch
 @asynccontextmanager
 async def lifespan(self:Service, app):
-    "Start when the app starts; stop the batcher when it stops."
+    "Start when the app starts; stop the batcher when it stops (and, with several processes, drop this one's gauges)."
     await self.start(); yield; self.worker.cancel()
+    if os.environ.get('PROMETHEUS_MULTIPROC_DIR'): multiprocess.mark_process_dead(os.getpid())
 
 # %% ../nbs/12_serve.ipynb #f828c3f7
 @patch
@@ -371,7 +378,7 @@ def model_card(self:Service): "The model card: what the model is, how it was mad
 def prometheus(self:Service):
     "Prometheus metrics, text format."
     if self.window: self.metrics.show_monitor(self.window.summary())
-    return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(self.metrics.collecting()), media_type=CONTENT_TYPE_LATEST)
 
 # %% ../nbs/12_serve.ipynb #fca02190
 @patch
@@ -424,6 +431,14 @@ def create_app(model_dir='models/default', **settings) -> FastAPI:
     "The FastAPI app for the model in `model_dir` (`settings`: those of `Service`)."
     return Service(model_dir, **settings).build_app()
 
+def app_from_env() -> FastAPI:
+    "The app each of several worker processes builds (uvicorn's `factory=True`): settings from `PNEUMONIA_APP_SETTINGS` (JSON), the request log one file per process, the cores shared."
+    import torch
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get('PNEUMONIA_WORKERS', 1))))   # N workers x all cores each would oversubscribe
+    settings = json.loads(os.environ['PNEUMONIA_APP_SETTINGS'])
+    if settings.get('log_path'): settings['log_path'] = str(Path(settings['log_path']).with_suffix(f'.{os.getpid()}.jsonl'))   # rotation is not safe across processes
+    return create_app(**settings)
+
 # %% ../nbs/12_serve.ipynb #fe1d8100
 M_ARENA_MAX = -8   # mallopt's parameter number, from glibc's malloc.h (Python has no binding for mallopt)
 def limit_malloc_arenas(arenas:int=2) -> bool:
@@ -454,18 +469,25 @@ def pneumonia_serve(
     open_metrics:bool=False, # Answer /metrics without an API key (a scraper on a trusted network)
     ssl_certfile:str=None, # TLS certificate (PEM): serve HTTPS
     ssl_keyfile:str=None, # TLS private key (PEM)
+    workers:int=int(os.environ.get('PNEUMONIA_WORKERS', 1)), # Server processes (uvicorn workers; env PNEUMONIA_WORKERS): /metrics sums them, each keeps its own monitoring window and log file
 ):
     "Serve a model over HTTP: POST /predict, GET /health /ready /model /metrics /monitor, OpenAPI at /docs."
     import uvicorn
     if not (Path(model)/'model.json').is_file(): raise SystemExit(f"pneumonia_serve: {model} is not a model folder: no model.json (train and promote one, or pass --model).")
     if bool(ssl_certfile) != bool(ssl_keyfile): raise SystemExit("pneumonia_serve: --ssl_certfile and --ssl_keyfile go together.")
+    if workers < 1: raise SystemExit(f"pneumonia_serve: --workers must be 1 or more, got {workers}.")
     try: keys = read_api_keys(api_keys_file, os.environ.get('PNEUMONIA_API_KEYS'))
     except (OSError, ValueError) as e: raise SystemExit(f"pneumonia_serve: API keys: {e}") from None
-    app = create_app(model, max_body_mb=max_body_mb, max_files=max_files, max_batch=max_batch, max_wait_ms=max_wait_ms, log_path=log or None,
-                     log_images=log_images, device=device, window=window, log_max_mb=log_max_mb, log_keep=log_keep, log_names=log_names,
-                     api_keys=keys, open_metrics=open_metrics, url=f"{'https' if ssl_certfile else 'http'}://{host}:{port}", max_megapixels=max_megapixels)
+    settings = dict(model_dir=model, max_body_mb=max_body_mb, max_files=max_files, max_batch=max_batch, max_wait_ms=max_wait_ms, log_path=log or None,
+                    log_images=log_images, device=device, window=window, log_max_mb=log_max_mb, log_keep=log_keep, log_names=log_names,
+                    api_keys=keys, open_metrics=open_metrics, url=f"{'https' if ssl_certfile else 'http'}://{host}:{port}", max_megapixels=max_megapixels)
     limit_malloc_arenas()
-    uvicorn.run(app, host=host, port=port, log_level='warning', ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+    tls = dict(host=host, port=port, log_level='warning', ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+    if workers == 1: return uvicorn.run(create_app(**settings), **tls)
+    os.environ['PNEUMONIA_APP_SETTINGS'], os.environ['PNEUMONIA_WORKERS'] = json.dumps(settings), str(workers)   # what each worker process builds its app from
+    os.environ.setdefault('PROMETHEUS_MULTIPROC_DIR', tempfile.mkdtemp(prefix='pneumonia-metrics-'))   # fresh per start, as prometheus-client requires
+    # a worker imports torch and loads the model before it answers uvicorn's health check: 5 s (the default) restarts it forever on a busy machine
+    uvicorn.run('pneumonia_nb.serve:app_from_env', factory=True, workers=workers, timeout_worker_healthcheck=120, **tls)
 
 # %% ../nbs/12_serve.ipynb #609582bd
 async def load_test(url:str, images:list[bytes], clients:int=8, requests:int|None=200, seconds:float|None=None, timeout:float=60, transport=None) -> dict:

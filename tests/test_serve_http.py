@@ -1,5 +1,5 @@
 "`pneumonia_serve` over real HTTP on a loopback port: every endpoint, every kind of bad input, metrics, memory (issue 11)."
-import io, json, os, re, shutil, ssl, subprocess
+import io, json, os, re, shutil, ssl, subprocess, time
 from concurrent.futures import ThreadPoolExecutor
 
 from pathlib import Path
@@ -216,3 +216,25 @@ def test_schema_tells_the_truth_to_schemathesis(server):
     proc = subprocess.run([str(BIN/'schemathesis'), '--config-file', str(Path(__file__).parent/'schemathesis.toml'), 'run', f'{url}/openapi.json',
                            '--checks', 'all', '--max-examples', '100', '--seed', '1'], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and re.search(r'\d+ generated, \d+ passed$', proc.stdout, re.M), proc.stdout[-3000:]
+
+
+def served(text:str, name:str, **labels) -> float:
+    "The sum of the samples of metric `name` whose labels include `labels`, from Prometheus text."
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name and labels.items() <= s.labels.items())
+
+
+def test_two_workers_count_every_request_once(run, shared, tmp_path):
+    "Issue 21: `--workers 2` with prometheus-client's multiprocess mode: /metrics counts each request once, whichever worker served it."
+    film = next((shared/'chest_xray_sample'/'test'/'NORMAL').glob('*.jpeg')).read_bytes()
+    with serving('--model', run, '--workers', '2', '--log', tmp_path/'requests.jsonl', timeout=180) as (url, _):
+        for _ in range(240):   # /ready answered by one worker: wait until both have loaded the model (one model_info gauge per process)
+            if len({s.labels['pid'] for f in text_string_to_metric_families(httpx.get(f'{url}/metrics').text) for s in f.samples if s.name == 'pneumonia_model_info'}) == 2: break
+            time.sleep(0.5)
+        with ThreadPoolExecutor(16) as pool:
+            codes = list(pool.map(lambda i: httpx.post(f'{url}/predict', files=[('files', (f'{i}.jpeg', film, 'image/jpeg'))], timeout=60).status_code, range(48)))
+        text = httpx.get(f'{url}/metrics').text
+    assert codes == [200] * 48
+    assert served(text, 'pneumonia_requests_total', endpoint='/predict', status='200') == 48 and served(text, 'pneumonia_predictions_total') == 48
+    assert served(text, 'pneumonia_request_seconds_count', endpoint='/predict') == 48   # histograms are summed too
+    per_worker = [len(p.read_text().splitlines()) for p in sorted(tmp_path.glob('requests.*.jsonl'))]
+    assert len(per_worker) == 2 and sum(per_worker) == 48, per_worker   # one log per process, every request in one of them
