@@ -63,13 +63,17 @@ def _items(film:pydicom.Dataset, result:dict, model_id:str) -> list:
     return items + [ImageContentItem(name=SOURCE, referenced_sop_class_uid=film.SOPClassUID, referenced_sop_instance_uid=film.SOPInstanceUID, relationship_type=c),
                     TextContentItem(name=COMMENT, value=NOT_FOR_DIAGNOSIS, relationship_type=c)]
 
+def _evidence(film:pydicom.Dataset) -> pydicom.Dataset:
+    "A shallow copy of `film` with the patient and study attributes DICOM requires (type 2) added empty where missing; the film is not changed."
+    evidence = pydicom.Dataset(film)
+    for k in _TYPE2: setattr(evidence, k, film.get(k, ''))
+    return evidence
+
 def result_sr(film:pydicom.Dataset, result:dict, model_id:str) -> hd.sr.ComprehensiveSR:
     "A Comprehensive SR in `film`'s study holding `result` (`label`, `prob_pneumonia`, `threshold`, `in_distribution`, `warnings`) and a reference to `film`."
-    evidence = pydicom.Dataset(film)   # a shallow copy: type-2 attributes the film lacks are added empty, the film itself is not changed
-    for k in _TYPE2: setattr(evidence, k, film.get(k, ''))
     root = ContainerContentItem(name=CodedConcept('18748-4', 'LN', 'Diagnostic imaging report'))
     root.ContentSequence = _items(film, result, model_id)
-    return hd.sr.ComprehensiveSR(evidence=[evidence], content=root, series_instance_uid=pydicom.uid.generate_uid(), series_number=9801,
+    return hd.sr.ComprehensiveSR(evidence=[_evidence(film)], content=root, series_instance_uid=pydicom.uid.generate_uid(), series_number=9801,
                                  sop_instance_uid=pydicom.uid.generate_uid(), instance_number=1, manufacturer='pneumonia_nb',
                                  series_description='pneumonia_nb result, not for diagnosis', is_complete=True, is_final=False)
 
@@ -86,10 +90,9 @@ def sr_result(ds:pydicom.Dataset) -> dict:
 def overlay_sc(film:pydicom.Dataset, fig) -> hd.sc.SCImage:
     "A Secondary Capture in `film`'s study holding the matplotlib `fig` (the Grad-CAM overlay) as RGB, marked burned-in and not for diagnosis."
     fig.canvas.draw(); rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy(); plt.close(fig)
-    evidence = pydicom.Dataset(film)
-    for k in _TYPE2: setattr(evidence, k, film.get(k, ''))
-    sc = hd.sc.SCImage.from_ref_dataset(ref_dataset=evidence, pixel_array=rgb, photometric_interpretation='RGB', bits_allocated=8, coordinate_system='PATIENT',
-                                        patient_orientation=('L', 'F'), series_instance_uid=pydicom.uid.generate_uid(), series_number=9802,
+    orientation = tuple(film.get('PatientOrientation') or ('L', 'F'))   # the film's, else a frontal chest film as displayed
+    sc = hd.sc.SCImage.from_ref_dataset(ref_dataset=_evidence(film), pixel_array=rgb, photometric_interpretation='RGB', bits_allocated=8, coordinate_system='PATIENT',
+                                        patient_orientation=orientation, series_instance_uid=pydicom.uid.generate_uid(), series_number=9802,
                                         sop_instance_uid=pydicom.uid.generate_uid(), instance_number=1, manufacturer='pneumonia_nb',
                                         series_description='pneumonia_nb Grad-CAM, not for diagnosis', transfer_syntax_uid=pydicom.uid.ExplicitVRLittleEndian)
     sc.BurnedInAnnotation, sc.ImageComments = 'YES', NOT_FOR_DIAGNOSIS
