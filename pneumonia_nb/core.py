@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #c0e00004
 from __future__ import annotations
-import datetime, hashlib, os, platform, subprocess, sys, traceback, warnings
+import datetime, hashlib, os, platform, socket, subprocess, sys, traceback, warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +25,9 @@ warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', ca
 
 # %% auto #0
 __all__ = ['DEVICES', 'CLASSES', 'THRESHOLD_RULE', 'shared_data', 'sha256_file', 'git_state', 'resolve_device', 'run_environment',
-           'record_failure', 'interactive', 'progress', 'is_pneumonia', 'labels_at', 'expected_calibration_error',
-           'binary_metrics', 'choose_threshold', 'check_rule', 'threshold_for', 'apply_temperature', 'fit_temperature',
-           'decision_rule']
+           'record_failure', 'interactive', 'progress', 'free_port', 'is_pneumonia', 'labels_at',
+           'expected_calibration_error', 'binary_metrics', 'choose_threshold', 'check_rule', 'threshold_for',
+           'apply_temperature', 'fit_temperature', 'decision_rule']
 
 # %% ../nbs/00_core.ipynb #c0e00006
 def shared_data() -> Path:
@@ -95,6 +95,11 @@ def progress(items, what:str='items', bar:bool|None=None):
     for i, x in enumerate(items, 1):
         yield x
         if i in marks: print(f"{what}: {i}/{len(items)}", file=sys.stderr, flush=True)
+
+# %% ../nbs/00_core.ipynb #7d1c191b
+def free_port() -> int:
+    "A TCP port free on the loopback interface now (for the servers, rendezvous and tests this project starts)."
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 # %% ../nbs/00_core.ipynb #a7f64a74
 CLASSES = ('NORMAL', 'PNEUMONIA')   # index 1, the positive class, is what every probability is of

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_pacs.ipynb #b848c6d5
 from __future__ import annotations
-import datetime, json, os, shutil, socket, subprocess, time
+import datetime, json, os, shutil, subprocess, time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, write_to_te
 from pydicom.sr.codedict import codes
 
 import pneumonia_nb
-from .core import labels_at
+from .core import free_port, labels_at
 from .data import FILM_MODALITIES, ImageProblem, read_xray
 from .predict import Detector, cam_overlay
 from .serve import RequestLog
@@ -31,7 +31,7 @@ from .serve import RequestLog
 __all__ = ['SCHEME', 'FINDINGS', 'PROBABILITY', 'THRESHOLD', 'GUARD', 'WARNINGS', 'SOURCE', 'COMMENT', 'NOT_FOR_DIAGNOSIS',
            'UNITLESS', 'NOT_IMAGES', 'NOT_REPORTED', 'STUDY_UID', 'SERIES_UID', 'SOP_UID', 'MODALITY', 'DONE',
            'ORTHANC_DICOMWEB', 'guard_text', 'result_sr', 'sr_result', 'overlay_sc', 'film_result', 'PacsUnreachable',
-           'PacsWatcher', 'free_port', 'local_orthanc', 'poll_line', 'pneumonia_pacs']
+           'PacsWatcher', 'local_orthanc', 'poll_line', 'pneumonia_pacs']
 
 # %% ../nbs/14_pacs.ipynb #a1967ea3
 SCHEME = '99PNEUMONIANB'   # private coding scheme: concepts DICOM and SNOMED have no code for
@@ -212,10 +212,6 @@ def poll(self:PacsWatcher) -> list[dict]:
 
 # %% ../nbs/14_pacs.ipynb #d2538781
 ORTHANC_DICOMWEB = '/usr/share/orthanc/plugins/libOrthancDicomWeb.so'
-
-def free_port() -> int:
-    "A TCP port free on the loopback interface now."
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 @contextmanager
 def local_orthanc(folder, port:int|None=None):

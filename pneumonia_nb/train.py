@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #4a67b4b2
 from __future__ import annotations
-import dataclasses, datetime, importlib.resources, inspect, os, shutil, sys, time
+import contextlib, dataclasses, datetime, hashlib, importlib.resources, inspect, os, shutil, subprocess, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +13,10 @@ import pandas as pd
 import torch
 from .core import CLASSES, DEVICES, apply_temperature, check_rule, decision_rule, record_failure, resolve_device, run_environment, sha256_file
 from fastai.vision.all import (Callback, Learner, CrossEntropyLossFlat, MixUp, CutMix, RocAucBinary, SaveModelCallback, CSVLogger, accuracy,
-                               skm_to_fastai, set_seed)
-from fastcore.basics import store_attr
+                               ProgressCallback, distrib_barrier, find_bs, noop, num_distrib,
+                               rank_distrib, skm_to_fastai, set_seed, to_detach)
+from fastai.distributed import DistributedDL, teardown_distrib
+from fastcore.basics import patch, store_attr
 from fastcore.docments import docments
 from fastcore.script import Param, call_parse, str2bool
 from sklearn.metrics import recall_score
@@ -26,10 +28,10 @@ from .dataloaders import BACKENDS, BALANCE, NORMS, RESIZE_METHODS, XRAY_STATS, c
 from .models import check_arch, create_model, save_model_files
 
 # %% auto #0
-__all__ = ['MIXES', 'RUN_FILES', 'TRAIN_NOTEBOOK', 'RECIPES', 'TrainConfig', 'prepare_split', 'build_learner', 'EMA',
-           'training_callbacks', 'TerminalProgress', 'validation_predictions', 'train_run', 'new_run_dir',
-           'tracking_uri', 'log_to_mlflow', 'run_training_notebook', 'load_recipe', 'config_options', 'config_from',
-           'pneumonia_train']
+__all__ = ['MIXES', 'RUN_FILES', 'TRAIN_NOTEBOOK', 'RECIPES', 'TrainConfig', 'split_table', 'build_learner', 'EMA',
+           'training_callbacks', 'TerminalProgress', 'validation_predictions', 'join_process_group', 'from_rank0',
+           'gather_records', 'RankLedger', 'launch_processes', 'train_run', 'new_run_dir', 'tracking_uri',
+           'log_to_mlflow', 'run_training_notebook', 'load_recipe', 'config_options', 'config_from', 'pneumonia_train']
 
 # %% ../nbs/04_train.ipynb #4ec78089
 def _absolute(p): return str(Path(p).expanduser().resolve()) if p else p
@@ -78,12 +80,9 @@ class TrainConfig:
         if isinstance(self.pretrained, (str, Path)): self.pretrained = _absolute(self.pretrained)
 
 # %% ../nbs/04_train.ipynb #31e07308
-def prepare_split(cfg:TrainConfig, run_dir:Path) -> Path:
-    "Copy the split CSV named by `cfg.split`, or make one from `cfg.data`, into `run_dir/split.csv`."
-    dest = run_dir/'split.csv'
-    if cfg.split: save_split(load_split(cfg.split), dest)
-    else: save_split(make_split(cfg.data, seed=cfg.split_seed)[0], dest)
-    return dest
+def split_table(cfg:TrainConfig) -> pd.DataFrame:
+    "The split CSV named by `cfg.split`, or one made from `cfg.data` with `cfg.split_seed`."
+    return load_split(cfg.split) if cfg.split else make_split(cfg.data, seed=cfg.split_seed)[0]
 
 # %% ../nbs/04_train.ipynb #46143698
 def build_learner(cfg:TrainConfig, dls, path) -> Learner:
@@ -102,21 +101,23 @@ def build_learner(cfg:TrainConfig, dls, path) -> Learner:
 class EMA(Callback):
     "timm's `ModelEmaV3` as a fastai callback: validation, checkpoints and the saved model use the averaged weights."
     def __init__(self, decay:float=0.99): store_attr()
-    def before_fit(self): self.ema, self.raw = ModelEmaV3(self.model, decay=self.decay, use_warmup=True), None
+    @property
+    def net(self): return getattr(self.model, 'module', self.model)   # the network inside DDP's wrapper, if any
+    def before_fit(self): self.ema, self.raw = ModelEmaV3(self.net, decay=self.decay, use_warmup=True), None
     def after_batch(self):
-        if self.training: self.ema.update(self.model, step=self.train_iter)
+        if self.training: self.ema.update(self.net, step=self.train_iter)
     def before_validate(self):
-        self.raw = {k: v.clone() for k, v in self.model.state_dict().items()}
-        self.model.load_state_dict(self.ema.module.state_dict())
+        self.raw = {k: v.clone() for k, v in self.net.state_dict().items()}
+        self.net.load_state_dict(self.ema.module.state_dict())
     def before_train(self):
-        if self.raw is not None: self.model.load_state_dict(self.raw); self.raw = None
+        if self.raw is not None: self.net.load_state_dict(self.raw); self.raw = None
 
 # %% ../nbs/04_train.ipynb #f8c87fc5
-def training_callbacks(cfg:TrainConfig, progress:bool=True) -> list:
-    "The callbacks of a run: weight averaging, batch mixing, terminal progress, the epoch log, the best checkpoint by validation ROC-AUC."
+def training_callbacks(cfg:TrainConfig, progress:bool=True, writer:bool=True) -> list:
+    "The callbacks of a run: weight averaging, batch mixing, terminal progress and the epoch log (the `writer` process only), the best checkpoint by validation ROC-AUC."
     mix = {'mixup': MixUp, 'cutmix': CutMix}.get(cfg.mixup)
-    return [*([EMA(cfg.ema)] if cfg.ema else []), *([mix()] if mix else []), *([TerminalProgress()] if progress else []),
-            CSVLogger(fname='history.csv'), SaveModelCallback(monitor='roc_auc_score', fname='best', with_opt=False)]
+    return [*([EMA(cfg.ema)] if cfg.ema else []), *([mix()] if mix else []), *([TerminalProgress()] if progress and writer else []),
+            *([CSVLogger(fname='history.csv')] if writer else []), SaveModelCallback(monitor='roc_auc_score', fname='best', with_opt=False)]
 
 # %% ../nbs/04_train.ipynb #34036ef8
 class TerminalProgress(Callback):
@@ -134,33 +135,97 @@ class TerminalProgress(Callback):
 
 # %% ../nbs/04_train.ipynb #bb387594
 def validation_predictions(learn:Learner) -> tuple[pd.DataFrame, float]:
-    "The best model's uncalibrated PNEUMONIA probability for every validation image, and the mean validation loss."
-    probs, targs, losses = learn.get_preds(dl=learn.dls.valid, with_loss=True)
+    "The best model's uncalibrated PNEUMONIA probability for every validation image, and the mean validation loss, computed by this process alone."
+    dl = learn.dls.valid
+    dl.to_detach = lambda b, cpu=True, gather=True: to_detach(b, cpu, gather=False)   # fastai gathers whenever WORLD_SIZE is set; rank 0 predicts alone
+    try: probs, targs, losses = learn.get_preds(dl=dl, with_loss=True, reorder=False)   # reorder would copy `dl`; it is unshuffled
+    finally: del dl.to_detach
     preds = pd.DataFrame(dict(path=learn.dls.valid_ds.items.path.values, label=[CLASSES[i] for i in targs.numpy()],
                               prob_uncalibrated=probs[:, CLASSES.index('PNEUMONIA')].float().numpy()))
     return preds, float(losses.mean())
 
+# %% ../nbs/04_train.ipynb #c9e487c1
+@patch
+def _broadcast(self:DistributedDL, t, rank):
+    "fastai's `DistributedDL._broadcast` on the process group's device (fastai's moves the tensor to CUDA, which gloo on the CPU cannot use)."
+    t = torch.tensor(t, dtype=torch.long, device='cuda' if torch.distributed.get_backend() == 'nccl' else 'cpu')
+    torch.distributed.broadcast(t, rank)
+    return t.cpu().tolist()
+
+# %% ../nbs/04_train.ipynb #639b6770
+def join_process_group(device:torch.device) -> torch.device:
+    "Under torchrun, join the run's process group (nccl on CUDA, gloo on the CPU) and return this process's device (the GPU of its `LOCAL_RANK`); alone, `device`."
+    if num_distrib() <= 1: return device
+    if device.type == 'cuda': device = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0))); torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized(): torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+    return device
+
+def from_rank0(make):
+    "`make()` computed by rank 0 alone and handed to every process of the run (just `make()` when alone)."
+    box = [make() if rank_distrib() == 0 else None]
+    if num_distrib() > 1: torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+def gather_records(record:dict) -> list[dict]:
+    "Every process's `record`, in rank order (a list of this one's when alone)."
+    if num_distrib() <= 1: return [record]
+    out = [None] * num_distrib()
+    torch.distributed.all_gather_object(out, record)
+    return out
+
+# %% ../nbs/04_train.ipynb #134ba583
+class RankLedger(Callback):
+    "What this process trained on (batches and images per epoch) and a SHA-256 of its parameters when training ends."
+    order = 55   # after_fit: after DistributedTrainer unwraps the model (11), before SaveModelCallback loads the best epoch (61)
+    def before_fit(self): self.epochs = []
+    def before_epoch(self): self.batches = self.images = 0
+    def after_batch(self):
+        if self.training: self.batches, self.images = self.batches + 1, self.images + find_bs(self.xb)
+    def after_train(self): self.epochs.append(dict(batches=self.batches, images=self.images))
+    def after_fit(self):
+        digest = hashlib.sha256()
+        for p in self.model.parameters(): digest.update(p.detach().float().cpu().numpy().tobytes())
+        self.record = dict(rank=rank_distrib(), epochs=self.epochs, parameters_sha256=digest.hexdigest())
+
+# %% ../nbs/04_train.ipynb #9805180f
+def launch_processes(n:int, args:list[str]) -> int:
+    "Run `pneumonia_train ARGS` as `n` processes on this machine under torchrun (its own rendezvous on the loopback); returns torchrun's exit status."
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', '-m', 'pneumonia_nb.train', *map(str, args)]
+    return subprocess.call(cmd, env={**os.environ, 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // n)))})
+
 # %% ../nbs/04_train.ipynb #795cf941
 RUN_FILES = ('config.json', 'history.csv', 'metrics.json', 'valid_predictions.csv', 'model.safetensors', 'model.json')
 
-# %% ../nbs/04_train.ipynb #3d660139
-def train_run(cfg:TrainConfig, run_dir, progress:bool=True) -> dict:
-    "Train `cfg` and write the run folder `run_dir` (one line per epoch on the terminal if `progress`); returns the validation metrics."
-    run_dir = Path(run_dir)
-    if clash := [f for f in RUN_FILES if (run_dir/f).exists()]: raise FileExistsError(f"{run_dir} already holds a run ({clash}); choose a new folder.")
+# %% ../nbs/04_train.ipynb #40b042a9
+def _start_record(cfg:TrainConfig, run_dir:Path, split:pd.DataFrame, device:torch.device, world:int) -> dict:
+    "Write `split.csv` and `config.json` (configuration, split digest, environment, processes) into `run_dir`; return the record."
     run_dir.mkdir(parents=True, exist_ok=True)
-    device, started = resolve_device(cfg.device), time.time()
-    split_file = prepare_split(cfg, run_dir)
+    split_file = save_split(split, run_dir/'split.csv')
     record = dict(config=dataclasses.asdict(cfg), split_file=split_file.name, split_sha256=sha256_file(split_file),
-                  started=datetime.datetime.now().isoformat(timespec='seconds'), environment=run_environment(device))
+                  started=datetime.datetime.now().isoformat(timespec='seconds'), environment=run_environment(device),
+                  processes=dict(world_size=world, global_batch=cfg.bs, batch_per_process=cfg.bs // world,
+                                 backend=torch.distributed.get_backend() if world > 1 else None))
     (run_dir/'config.json').write_json(record, indent=2, default=str)
-    set_seed(cfg.seed, reproducible=True)
-    dls = xray_dataloaders(split_file, cfg.data, size=cfg.img_size, bs=cfg.bs, resize_method=cfg.resize_method, aug_mult=cfg.aug_mult,
+    return record
+
+# %% ../nbs/04_train.ipynb #558506ca
+def _fit(cfg:TrainConfig, split:pd.DataFrame, device:torch.device, run_dir:Path, progress:bool, world:int) -> tuple[Learner, RankLedger]:
+    "Build the loaders (rank 0 first: it fills the decoded-image cache the others read) and the learner, and fit on every process."
+    if rank_distrib(): distrib_barrier()
+    dls = xray_dataloaders(split, cfg.data, size=cfg.img_size, bs=cfg.bs // world, resize_method=cfg.resize_method, aug_mult=cfg.aug_mult,
                            balance=cfg.balance, num_workers=cfg.num_workers, device=device, backend=cfg.backend,
                            aspect_jitter=cfg.aspect_jitter, norm=cfg.norm, photometric=cfg.photometric)
-    learn = build_learner(cfg, dls, run_dir)
-    learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=training_callbacks(cfg, progress))
-    shutil.rmtree(run_dir/'.checkpoints', ignore_errors=True)
+    if not rank_distrib(): distrib_barrier()
+    learn, ledger = build_learner(cfg, dls, run_dir), RankLedger()
+    if world > 1: learn.remove_cb(ProgressCallback); learn.logger = noop   # the terminal gets TerminalProgress's lines, not every process's bars
+    if rank_distrib(): set_seed(cfg.seed + rank_distrib())   # other augmentations on the other ranks; rank 0 draws the epochs' order
+    with learn.distrib_ctx(sync_bn=device.type == 'cuda', cpu=device.type == 'cpu'):
+        learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=[*training_callbacks(cfg, progress, writer=not rank_distrib()), ledger])
+    return learn, ledger
+
+# %% ../nbs/04_train.ipynb #6bdaadb1
+def _write_results(cfg:TrainConfig, learn:Learner, run_dir:Path) -> dict:
+    "The best model's validation predictions with the threshold and temperature fitted on them, `metrics.json` and the model files."
     preds, loss = validation_predictions(learn)
     rule = decision_rule(preds.label == 'PNEUMONIA', preds.prob_uncalibrated, cfg.threshold_rule)
     preds.insert(2, 'prob_pneumonia', apply_temperature(preds.prob_uncalibrated, rule['temperature']))
@@ -168,6 +233,24 @@ def train_run(cfg:TrainConfig, run_dir, progress:bool=True) -> dict:
     metrics = dict(rule['valid_metrics'], loss=loss, threshold=rule['threshold'], temperature=rule['temperature'], n=len(preds))
     (run_dir/'metrics.json').write_json(metrics, indent=2)
     save_model_files(learn.model.float(), run_dir, cfg.arch, cfg.img_size, cfg.resize_method, *XRAY_STATS, norm=cfg.norm, **rule)
+    return metrics
+
+# %% ../nbs/04_train.ipynb #380a94e2
+def train_run(cfg:TrainConfig, run_dir, progress:bool=True) -> dict|None:
+    "Train `cfg` into the run folder `run_dir` (a line per epoch on the terminal if `progress`); return the validation metrics. Under torchrun every process trains its share and rank 0 alone writes and returns them (None elsewhere)."
+    run_dir, started, writer = Path(run_dir), time.time(), rank_distrib() == 0
+    if clash := [f for f in RUN_FILES if (run_dir/f).exists()]: raise FileExistsError(f"{run_dir} already holds a run ({clash}); choose a new folder.")
+    device, world = join_process_group(resolve_device(cfg.device)), max(num_distrib(), 1)
+    if cfg.bs % world: raise ValueError(f"bs {cfg.bs} is the global batch: it must divide evenly among {world} processes.")
+    split = split_table(cfg)
+    record = _start_record(cfg, run_dir, split, device, world) if writer else None
+    set_seed(cfg.seed, reproducible=True)
+    learn, ledger = _fit(cfg, split, device, run_dir, progress, world)
+    ranks = gather_records(ledger.record)   # also waits until every process has loaded the best checkpoint
+    if not writer: return None
+    shutil.rmtree(run_dir/'.checkpoints', ignore_errors=True)
+    metrics = _write_results(cfg, learn, run_dir)
+    record['processes']['ranks'] = ranks
     (run_dir/'config.json').write_json({**record, 'wall_seconds': round(time.time() - started, 1)}, indent=2, default=str)
     return metrics
 
@@ -279,6 +362,35 @@ def _train_or_explain(cfg:TrainConfig, run_dir:Path, quiet:bool):
         what = f"in cell {e.exec_count}: {e.ename}: {e.evalue}" if isinstance(e, PapermillExecutionError) else f"{type(e).__name__}: {e}"
         raise SystemExit(f"pneumonia_train: training failed {what}\nthe run folder {run_dir} keeps the executed notebook and error.json") from None
 
+# %% ../nbs/04_train.ipynb #1b195c6a
+def _command_words(cfg:TrainConfig, **own) -> list[str]:
+    "`pneumonia_train` options that give `cfg` and the command's `own` options again (true flags as flags; unset values left out)."
+    words = [w for k, v in dataclasses.asdict(cfg).items() if v is not None for w in (f'--{k}', str(v))]
+    for k, v in own.items(): words += [f'--{k}'] if v is True else [] if v is False else [f'--{k}', str(v)]
+    return words
+
+# %% ../nbs/04_train.ipynb #da0ccd26
+def _log_and_name(run_dir:Path, experiment:str, no_mlflow:bool):
+    "Log the finished run to MLflow (unless `no_mlflow`) and print its folder, last."
+    if not no_mlflow: print(f"mlflow run {log_to_mlflow(run_dir, experiment)} in {tracking_uri(run_dir.parent)}")
+    print(run_dir)
+
+def _launch_or_explain(processes:int, words:list[str]):
+    "Train under torchrun with `processes` local processes; a failure becomes a `SystemExit` that points at their output."
+    if rc := launch_processes(processes, words): raise SystemExit(f"pneumonia_train: the {processes} training processes failed (torchrun's exit status {rc}); their errors are above")
+
+def _train_as_rank(cfg:TrainConfig, runs, experiment:str, no_mlflow:bool, quiet:bool):
+    "One process of a torchrun training: rank 0 makes the run folder and names it to the others; all train; rank 0 logs and prints."
+    join_process_group(resolve_device(cfg.device))
+    run_dir, rank = from_rank0(lambda: new_run_dir(runs, cfg)), rank_distrib()
+    try:   # fastai's chatter to the terminal's stderr (rank 0) or nowhere: stdout ends with the folder, as with one process
+        with contextlib.redirect_stdout(sys.stderr if rank == 0 else open(os.devnull, 'w')): train_run(cfg, run_dir, progress=not quiet)
+    except Exception as e:
+        if rank == 0: record_failure(run_dir, 'train', e)
+        raise
+    finally: teardown_distrib()
+    if rank == 0: _log_and_name(run_dir, experiment, no_mlflow)
+
 # %% ../nbs/04_train.ipynb #aecaaeae
 @call_parse
 @config_options
@@ -287,15 +399,18 @@ def pneumonia_train(
     experiment:str='pneumonia_nb', # MLflow experiment name
     no_mlflow:bool=False, # Do not log the run to MLflow
     quiet:bool=False, # No per-epoch progress lines on the terminal
+    processes:int=1, # Training processes on this machine (DDP under torchrun; bs stays the global batch)
     **config,
 ):
-    "Train one model by executing the training notebook with papermill into a new run folder; print that folder last."
+    "Train one model into a new run folder (the training notebook under papermill; several processes under torchrun); print that folder last."
     try:
         cfg = config_from(**config)
         find_data_root(cfg.data)
         if cfg.split: load_split(cfg.split)
+        if processes < 1 or cfg.bs % processes: raise ValueError(f"--processes {processes} must be >= 1 and divide --bs {cfg.bs} (the global batch)")
     except (ValueError, FileNotFoundError) as e: raise SystemExit(f"pneumonia_train: {e}") from None
+    if num_distrib() > 1: return _train_as_rank(cfg, runs, experiment, no_mlflow, quiet)
+    if processes > 1: return _launch_or_explain(processes, _command_words(cfg, runs=runs, experiment=experiment, no_mlflow=no_mlflow, quiet=quiet))
     run_dir = new_run_dir(runs, cfg)
     _train_or_explain(cfg, run_dir, quiet)
-    if not no_mlflow: print(f"mlflow run {log_to_mlflow(run_dir, experiment)} in {tracking_uri(run_dir.parent)}")
-    print(run_dir)
+    _log_and_name(run_dir, experiment, no_mlflow)

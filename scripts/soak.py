@@ -13,7 +13,7 @@ drift.
 The default images are the training population's films at their real aspect ratio (`chest_xray_orig/train`):
 traffic that should be called *no drift*.
 """
-import asyncio, json, os, platform, random, socket, subprocess, sys, tempfile, time
+import asyncio, json, os, platform, random, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import httpx
@@ -23,12 +23,9 @@ from fastcore.script import call_parse
 from prometheus_client.parser import text_string_to_metric_families
 
 import pneumonia_nb
-from pneumonia_nb.core import shared_data
+from pneumonia_nb.core import free_port, shared_data
 from pneumonia_nb.data import expand_paths
 from pneumonia_nb.serve import load_test
-
-def free_port() -> int:
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 def rss_mb(pid:int) -> float:
     return int(next(line for line in open(f'/proc/{pid}/status') if line.startswith('VmRSS')).split()[1]) / 1024

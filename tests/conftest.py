@@ -1,4 +1,4 @@
-import os, shutil, socket, subprocess, sys, time
+import os, shutil, subprocess, sys, time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from pneumonia_nb.core import shared_data
+from pneumonia_nb.core import free_port, shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -25,10 +25,6 @@ def run_cli(*args, check=True, cwd=None):
                           env={**os.environ, 'HF_HUB_OFFLINE': '1'})
     if check: assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
-
-
-def free_port() -> int:
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
 @contextmanager

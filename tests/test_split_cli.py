@@ -63,7 +63,7 @@ def test_bad_files_are_named_and_excluded(messy_sample, tmp_path):
         'tiny.png': 'too small for a chest X-ray: 1x1 px',
     }
     for name, reason in reasons.items():
-        line = next(l for l in proc.stdout.splitlines() if name in l)
+        line = next(ln for ln in proc.stdout.splitlines() if name in ln)
         assert reason in line, line
     rejected = pd.read_csv(out.with_suffix('.rejected.csv'))
     assert sorted(rejected.path.str.rsplit('/', n=1).str[-1]) == sorted(reasons)
