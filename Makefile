@@ -34,7 +34,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: setup.py settings.ini constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,cluster]"
 	touch $@
 
 data: install

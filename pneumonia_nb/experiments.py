@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_experiments.ipynb #c8928e02
 from __future__ import annotations
-import dataclasses, datetime, itertools
+import dataclasses, datetime, itertools, uuid
 from pathlib import Path
 
 import matplotlib
@@ -20,9 +20,11 @@ from .models import check_arch
 from .train import TrainConfig, load_recipe, log_to_mlflow, run_training_notebook, tracking_uri
 
 # %% auto #0
-__all__ = ['GRID_KEYS', 'EVAL_KEYS', 'METRICS', 'grid_points', 'point_name', 'point_config', 'load_grid', 'point_report_path',
-           'point_state', 'log_point', 'run_point', 'collect_runs', 'leaderboard', 'leaderboard_markdown',
-           'leaderboard_plot', 'write_leaderboard', 'run_grid', 'pneumonia_experiments']
+__all__ = ['GRID_KEYS', 'RESOURCES', 'EVAL_KEYS', 'METRICS', 'BACKENDS', 'RAY_RETRIES', 'grid_points', 'point_name',
+           'point_config', 'load_grid', 'point_report_path', 'point_state', 'log_point', 'advance_point',
+           'log_point_once', 'run_point', 'collect_runs', 'leaderboard', 'leaderboard_markdown', 'leaderboard_plot',
+           'write_leaderboard', 'run_grid', 'import_ray', 'ClusterError', 'nodes_not_seeing', 'cluster_problems',
+           'run_points_on_ray', 'pneumonia_experiments']
 
 # %% ../nbs/06_experiments.ipynb #1c4de7c2
 def grid_points(spec:dict) -> list[dict]:
@@ -45,7 +47,8 @@ def point_config(spec:dict, point:dict) -> TrainConfig:
     return TrainConfig(**kw, data=spec['data'], split=spec['split'])
 
 # %% ../nbs/06_experiments.ipynb #0ad126d4
-GRID_KEYS = {'name', 'data', 'split', 'out', 'base', 'grid', 'arch_overrides', 'variants', 'eval', 'mlflow'}
+GRID_KEYS = {'name', 'data', 'split', 'out', 'base', 'grid', 'arch_overrides', 'variants', 'eval', 'mlflow', 'resources'}
+RESOURCES = {'num_cpus': 1, 'num_gpus': 0}   # what one point asks of a Ray cluster unless the grid file says
 EVAL_KEYS = {'subset', 'tta', 'n_boot', 'seed', 'bs', 'cams'}
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
@@ -63,13 +66,16 @@ def load_grid(path, **overrides) -> dict:
     problems += [f"eval: unknown key {k!r}" for k in (spec.get('eval') or {}) if k not in EVAL_KEYS]
     problems += [f"grid.{k} must be a non-empty list" for k, v in (spec.get('grid') or {}).items() if not isinstance(v, list) or not v]
     if not isinstance(spec.get('mlflow', True), bool): problems.append(f"mlflow must be true or false, got {spec['mlflow']!r}")
+    problems += [f"resources.{k}: must be one of {sorted(RESOURCES)} with a number >= 0, got {v!r}" for k, v in (spec.get('resources') or {}).items()
+                 if k not in RESOURCES or not isinstance(v, (int, float)) or v < 0]
     for k in ('name', 'data', 'grid'):
         if not spec.get(k): problems.append(f"missing {k!r}")
     if problems: raise ValueError(f"{path}: " + '; '.join(problems))
     base = spec.get('base') or {}
     if 'recipe' in base: base = {**load_recipe(base['recipe']), **base}
     spec = dict(spec, out=str(Path(spec.get('out') or f"runs/{spec['name']}").resolve()), base=base, variants=spec.get('variants') or {},
-                arch_overrides=spec.get('arch_overrides') or {}, eval=spec.get('eval') or {}, split=spec.get('split'), mlflow=spec.get('mlflow', True))
+                arch_overrides=spec.get('arch_overrides') or {}, eval=spec.get('eval') or {}, split=spec.get('split'), mlflow=spec.get('mlflow', True),
+                resources={**RESOURCES, **(spec.get('resources') or {})})
     if spec['variants']: spec['grid'] = {**spec['grid'], 'variant': list(spec['variants'])}
     for point in grid_points(spec):
         try: check_arch(point_config(spec, point).arch)
@@ -108,13 +114,11 @@ def log_point(run_dir:Path, spec:dict):
     (run_dir/'mlflow.json').write_json(dict(tracking_uri=uri, run_id=run_id))
 
 # %% ../nbs/06_experiments.ipynb #736de422
-def run_point(spec:dict, point:dict, retry_failed:bool=False) -> str:
-    "Bring one grid point to `done` if it can; returns what happened: skipped, ran, evaluated, failed or skipped-failed."
+def advance_point(spec:dict, point:dict, retry_failed:bool=False) -> str:
+    "Bring one grid point to `done` if it can (MLflow aside); returns what happened: skipped, ran, evaluated, failed or skipped-failed."
     run_dir = Path(spec['out'])/point_name(point)
     state = point_state(run_dir, spec)
-    if state == 'done':
-        if spec['mlflow'] and not (run_dir/'mlflow.json').exists(): log_point(run_dir, spec)
-        return 'skipped'
+    if state == 'done': return 'skipped'
     if state == 'failed' and not retry_failed: return 'skipped-failed'
     if state in ('failed', 'incomplete'): _move_aside(run_dir, f'_{state}')
     if state != 'trained':
@@ -123,8 +127,18 @@ def run_point(spec:dict, point:dict, retry_failed:bool=False) -> str:
         except Exception: return 'failed'
     try: evaluate_run(run_dir, spec['data'], **spec['eval'])
     except Exception as e: record_failure(run_dir, 'eval', e); return 'failed'
-    if spec['mlflow']: log_point(run_dir, spec)
     return 'ran' if state != 'trained' else 'evaluated'
+
+def log_point_once(spec:dict, point:dict):
+    "Log a finished point to MLflow (when the grid logs) unless its `mlflow.json` says it is logged already."
+    run_dir = Path(spec['out'])/point_name(point)
+    if spec['mlflow'] and point_state(run_dir, spec) == 'done' and not (run_dir/'mlflow.json').exists(): log_point(run_dir, spec)
+
+def run_point(spec:dict, point:dict, retry_failed:bool=False) -> str:
+    "`advance_point`, then `log_point_once`: one grid point brought as far as it can go, here."
+    outcome = advance_point(spec, point, retry_failed)
+    log_point_once(spec, point)
+    return outcome
 
 # %% ../nbs/06_experiments.ipynb #344add28
 METRICS = ('roc_auc', 'accuracy', 'sensitivity', 'specificity')
@@ -210,16 +224,82 @@ def write_leaderboard(spec:dict) -> pd.DataFrame:
     return board
 
 # %% ../nbs/06_experiments.ipynb #24f9725e
-def run_grid(spec:dict, retry_failed:bool=False, log=print) -> dict:
-    "Run every point of `spec` that is not finished; write the leaderboard; return the count of each outcome."
+BACKENDS = ('local', 'ray')   # the points one after another here, or as Ray tasks on a cluster
+
+def run_grid(spec:dict, retry_failed:bool=False, log=print, backend:str='local', address:str|None=None) -> dict:
+    "Run every point of `spec` that is not finished (here in order, or on Ray at `address`); write the leaderboard; return the count of each outcome."
+    if backend not in BACKENDS: raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     Path(spec['out']).mkdir(parents=True, exist_ok=True)
+    counts = run_points_on_ray(spec, retry_failed, address, log) if backend == 'ray' else _run_points_here(spec, retry_failed, log)
+    write_leaderboard(spec)
+    return counts
+
+def _run_points_here(spec:dict, retry_failed:bool, log) -> dict:
     pts, counts = grid_points(spec), {}
     for i, point in enumerate(pts, 1):
         log(f"[{i}/{len(pts)}] {point_name(point)} ...")
         outcome = run_point(spec, point, retry_failed)
         counts[outcome] = counts.get(outcome, 0) + 1
         log(f"[{i}/{len(pts)}] {point_name(point)}: {outcome}")
-    write_leaderboard(spec)
+    return counts
+
+# %% ../nbs/06_experiments.ipynb #5445967b
+def import_ray():
+    "The `ray` module, or an `ImportError` that says how to install it (the optional extra `cluster`)."
+    try: import ray
+    except ImportError as e: raise ImportError("--backend ray needs Ray: pip install 'pneumonia_nb[cluster]'") from e
+    return ray
+
+# %% ../nbs/06_experiments.ipynb #90543622
+class ClusterError(RuntimeError):
+    "The Ray cluster cannot run this grid as it is set up (storage every node sees, an MLflow server)."
+
+def _reads(path:str, token:str) -> bool: return Path(path).is_file() and Path(path).read_text() == token
+
+def nodes_not_seeing(ray, folder) -> list[str]:
+    "Addresses of the alive Ray nodes that cannot read a file written into `folder` from here."
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    probe = Path(folder)/f'.probe-{uuid.uuid4().hex}'
+    probe.write_text(probe.name)
+    try:
+        nodes, reads = [n for n in ray.nodes() if n['Alive']], ray.remote(num_cpus=0)(_reads)
+        ok = ray.get([reads.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n['NodeID'], soft=False)).remote(str(probe), probe.name) for n in nodes])
+        return [n['NodeManagerAddress'] for n, seen in zip(nodes, ok) if not seen]
+    finally: probe.unlink()
+
+def cluster_problems(spec:dict, nodes:int, unseen:list[str], uri:str) -> list[str]:
+    "Why a grid cannot run on a cluster of `nodes` machines: nodes that do not see its folder (`unseen`), MLflow in a local file."
+    problems = [f"the grid folder {spec['out']} is not visible from node(s) {', '.join(unseen)}: put it on storage every node mounts"] if unseen else []
+    if nodes > 1 and spec['mlflow'] and not uri.startswith(('http://', 'https://')):
+        problems.append(f"MLflow would log to {uri} from {nodes} machines: set MLFLOW_TRACKING_URI to a tracking server (http://...), or pass --no_mlflow")
+    return problems
+
+# %% ../nbs/06_experiments.ipynb #0251a322
+RAY_RETRIES = 2   # new starts of a point whose worker process died (a node lost, memory exhausted)
+
+def _outcome(ray, ref, point:dict, log) -> str:
+    "The finished task's outcome; a task Ray gave up on is a failure, said in the log."
+    try: return ray.get(ref)
+    except ray.exceptions.RayError as e: log(f"{point_name(point)}: {type(e).__name__}: {e}"); return 'failed'
+
+def run_points_on_ray(spec:dict, retry_failed:bool=False, address:str|None=None, log=print) -> dict:
+    "Run the grid's points as Ray tasks (each asking for the grid's `resources`), as many at once as the cluster holds; log each to MLflow as it finishes."
+    ray, pts, counts = import_ray(), grid_points(spec), {}
+    ray.init(address=address, include_dashboard=False, logging_level='warning')
+    try:
+        nodes = sum(n['Alive'] for n in ray.nodes())
+        if problems := cluster_problems(spec, nodes, nodes_not_seeing(ray, spec['out']), tracking_uri(spec['out'])): raise ClusterError('; '.join(problems))
+        task = ray.remote(advance_point).options(**spec['resources'], max_retries=RAY_RETRIES)
+        pending = {task.remote(spec, p, retry_failed): p for p in pts}
+        log(f"{len(pts)} points on Ray ({nodes} node(s), {ray.cluster_resources().get('CPU', 0):g} CPUs, {spec['resources']} each)")
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            point = pending.pop(ref)
+            outcome = _outcome(ray, ref, point, log)
+            log_point_once(spec, point)
+            counts[outcome] = counts.get(outcome, 0) + 1
+            log(f"[{len(pts) - len(pending)}/{len(pts)}] {point_name(point)}: {outcome}")
+    finally: ray.shutdown()
     return counts
 
 # %% ../nbs/06_experiments.ipynb #c89b9a4a
@@ -230,12 +310,17 @@ def pneumonia_experiments(
     data:str=None, # Dataset folder, replacing the file's `data`
     retry_failed:bool=False, # Run failed points again (their folders are kept under _failed/)
     no_mlflow:bool=False, # Log nothing to MLflow (the folders hold every result; MLflow need not be installed)
+    backend:str='local', # local (the points one after another) or ray (Ray tasks, several at once)
+    address:str=None, # Ray cluster to join (auto, or ray://HOST:PORT); none: a Ray instance on this machine
 ):
     "Run every unfinished point of a grid (train with papermill, then evaluate) and write the leaderboard."
     matplotlib.use('Agg')
-    try: spec = load_grid(grid, out=out, data=data, mlflow=False if no_mlflow else None)
-    except (FileNotFoundError, ValueError) as e: raise SystemExit(f"pneumonia_experiments: {e}") from None
-    counts = run_grid(spec, retry_failed, log=lambda s: print(s, flush=True))
+    try:
+        spec = load_grid(grid, out=out, data=data, mlflow=False if no_mlflow else None)
+        if backend not in BACKENDS: raise ValueError(f"--backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == 'ray': import_ray()
+        counts = run_grid(spec, retry_failed, log=lambda s: print(s, flush=True), backend=backend, address=address)
+    except (FileNotFoundError, ValueError, ImportError, ClusterError) as e: raise SystemExit(f"pneumonia_experiments: {e}") from None
     print(', '.join(f'{v} {k}' for k, v in counts.items()))
     if (md := Path(spec['out'])/'leaderboard.md').exists(): print(md.read_text())
     print(spec['out'])

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #4a67b4b2
 from __future__ import annotations
-import contextlib, dataclasses, datetime, hashlib, importlib.resources, inspect, os, shutil, subprocess, sys, time
+import contextlib, dataclasses, datetime, hashlib, importlib.resources, inspect, json, os, shutil, subprocess, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +28,11 @@ from .dataloaders import BACKENDS, BALANCE, NORMS, RESIZE_METHODS, XRAY_STATS, c
 from .models import check_arch, create_model, save_model_files
 
 # %% auto #0
-__all__ = ['MIXES', 'RUN_FILES', 'TRAIN_NOTEBOOK', 'RECIPES', 'TrainConfig', 'split_table', 'build_learner', 'EMA',
-           'training_callbacks', 'TerminalProgress', 'validation_predictions', 'join_process_group', 'from_rank0',
-           'gather_records', 'RankLedger', 'launch_processes', 'train_run', 'new_run_dir', 'tracking_uri',
-           'log_to_mlflow', 'run_training_notebook', 'load_recipe', 'config_options', 'config_from', 'pneumonia_train']
+__all__ = ['MIXES', 'RUN_FILES', 'TRAIN_NOTEBOOK', 'KERNEL_TRIES', 'RECIPES', 'TrainConfig', 'split_table', 'build_learner',
+           'EMA', 'training_callbacks', 'TerminalProgress', 'validation_predictions', 'join_process_group',
+           'from_rank0', 'gather_records', 'RankLedger', 'launch_processes', 'train_run', 'new_run_dir', 'tracking_uri',
+           'log_to_mlflow', 'KernelStartError', 'run_training_notebook', 'load_recipe', 'config_options', 'config_from',
+           'pneumonia_train']
 
 # %% ../nbs/04_train.ipynb #4ec78089
 def _absolute(p): return str(Path(p).expanduser().resolve()) if p else p
@@ -309,18 +310,35 @@ def log_to_mlflow(run_dir, experiment:str='pneumonia_nb', uri:str|None=None) -> 
 # %% ../nbs/04_train.ipynb #3987b0d4
 TRAIN_NOTEBOOK = importlib.resources.files('pneumonia_nb')/'train.ipynb'  # package data: nbs/train.ipynb, linked into the package
 
-def run_training_notebook(cfg:TrainConfig, run_dir, notebook=TRAIN_NOTEBOOK, progress:bool=True) -> Path:
-    "Execute the training notebook for `cfg` with papermill into `run_dir/train.ipynb`; on failure leave `error.json` there."
+KERNEL_TRIES = 3   # starts of the training notebook's kernel before a run is given up
+
+class KernelStartError(RuntimeError):
+    "The training notebook's kernel ran no cell in `KERNEL_TRIES` starts (it died starting: its ports taken, or a broken kernel)."
+
+def _ran_a_cell(nb:Path) -> bool:
+    "Whether the kernel executed any cell of the executed notebook `nb`."
+    return nb.is_file() and any(c.get('execution_count') for c in json.loads(nb.read_text())['cells'])
+
+def _execute(notebook, run_dir:Path, cfg:TrainConfig, progress:bool):
     import papermill as pm
+    pm.execute_notebook(str(notebook), str(run_dir/'train.ipynb'), parameters=dict(config=dataclasses.asdict(cfg), run_dir=str(run_dir), progress=progress),
+                        kernel_name='python3', cwd=str(run_dir), progress_bar=False,
+                        extra_arguments=['--IPKernelApp.log_level=ERROR'])  # quiets the kernel's local-TCP warning
+
+# %% ../nbs/04_train.ipynb #4b93df57
+def run_training_notebook(cfg:TrainConfig, run_dir, notebook=TRAIN_NOTEBOOK, progress:bool=True) -> Path:
+    "Execute the training notebook for `cfg` with papermill into `run_dir/train.ipynb`, starting a kernel that ran no cell again; on failure leave `error.json`."
     run_dir = Path(run_dir).resolve()
-    try:
-        pm.execute_notebook(str(notebook), str(run_dir/'train.ipynb'), parameters=dict(config=dataclasses.asdict(cfg), run_dir=str(run_dir), progress=progress),
-                            kernel_name='python3', cwd=str(run_dir), progress_bar=False,
-                            extra_arguments=['--IPKernelApp.log_level=ERROR'])  # quiets the kernel's local-TCP warning
-    except Exception as e:
-        record_failure(run_dir, 'train', e)
-        raise
-    return run_dir/'train.ipynb'
+    for attempt in range(1, KERNEL_TRIES + 1):
+        try: _execute(notebook, run_dir, cfg, progress); return run_dir/'train.ipynb'
+        except Exception as e:
+            started = _ran_a_cell(run_dir/'train.ipynb')
+            if not started and attempt < KERNEL_TRIES:
+                print(f"{run_dir.name}: the kernel did not start ({type(e).__name__}: {e}); starting it again ({attempt + 1}/{KERNEL_TRIES})", file=sys.stderr, flush=True)
+                continue
+            record_failure(run_dir, 'train', e)
+            if started: raise
+            raise KernelStartError(f"the training kernel did not start in {KERNEL_TRIES} tries ({type(e).__name__}: {e})") from e
 
 # %% ../nbs/04_train.ipynb #f9e691d9
 RECIPES = importlib.resources.files('pneumonia_nb')/'recipes'   # configs/recipes, linked into the package

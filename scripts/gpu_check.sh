@@ -3,14 +3,15 @@
 # and the compare grid, with nvidia-smi and the log. Results land in $OUT (JSON, CSV, Markdown, PNG, metrics; model
 # weights are moved out, except the gpu recipe's, which stays for promotion if it is under 50 MB).
 #
-# On the device machine (see ../shared/device/README.md): fetch the wheels into .whl/ with the one package the project
-# needs beyond the README's set (`bash ../shared/device/fetch_wheels.sh .whl tabulate==0.10.0`: the leaderboard's
-# Markdown), copy the data into .data/, carry both, and run from the project root:
+# On the device machine (see ../shared/device/README.md): fetch the wheels into .whl/ with the two packages the project
+# needs beyond the README's set (`bash ../shared/device/fetch_wheels.sh .whl tabulate==0.10.0 accelerate==1.16.0`: the
+# leaderboard's Markdown, and what fastai.distributed imports), copy the data into .data/, carry both, and run from the
+# project root:
 #   OUT=$OUT bash scripts/gpu_check.sh            # defaults: DATA=.data/chest_xray_224 DEVICE=cuda GRID=configs/compare.yaml
 # One device command may run 10 minutes at most: STEPS picks the parts, so the work can be split over two calls
 # (the same OUT folder name each time; each call's $OUT comes back separately), e.g. STEPS="bench recipe", then STEPS=grid.
 # Before a device session, rehearse it on the CPU in a Python holding only what that machine has (about 3 minutes):
-#   .venv/bin/python scripts/rehearse_gpu_machine.py tabulate==0.10.0
+#   .venv/bin/python scripts/rehearse_gpu_machine.py tabulate==0.10.0 accelerate==1.16.0
 # CPU dry run on tiny data in the project's own venv (tests/test_gpu_script.py runs one):
 #   DEVICE=cpu DATA=../shared/data/chest_xray_sample GRID=configs/compare_tiny.yaml ARCHS=cnn \
 #   BENCH_ARGS="--img_size 64 --n_train 64 --epochs 1 --steps 2 --bs 32" RECIPE_ARGS="--arch cnn --epochs 1 --img_size 64 --bs 32" \
@@ -35,7 +36,7 @@ if [ -d .whl ] && ! "$PYTHON" -c "import fastai" 2>/dev/null; then      # the de
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD}
 # every module the steps import, checked in seconds rather than found missing minutes into the run
-"$PYTHON" -c "import fastai.vision.all, timm, papermill, ipykernel, yaml, scipy, sklearn, safetensors, tabulate, pneumonia_nb.experiments, pneumonia_nb.bench" \
+"$PYTHON" -c "import fastai.vision.all, accelerate, timm, papermill, ipykernel, yaml, scipy, sklearn, safetensors, tabulate, pneumonia_nb.experiments, pneumonia_nb.bench" \
   || { echo "gpu_check: a module is missing (above); fetch its wheel into .whl/ (see the header)" >&2; exit 3; }
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1

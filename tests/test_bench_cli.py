@@ -8,6 +8,11 @@ from conftest import run_cli
 FIELDS = ('arch', 'device', 'project_img_s', 'fastai_img_s', 'ceiling_img_s', 'project_val_roc_auc', 'fastai_val_roc_auc')
 
 
+def slack(r, num, den) -> float:
+    "How far r[num] / r[den] can move when both are rounded to 0.1."
+    return r[num] / r[den] * (0.05 / r[num] + 0.05 / r[den])
+
+
 def test_bench_runs_tiny_and_never_replaces_results(shared, tmp_path, monkeypatch):
     monkeypatch.setenv('PNEUMONIA_CACHE', str(tmp_path/'cache'))
     out, mine = tmp_path/'bench.json', '{"earlier": "results"}'
@@ -22,7 +27,8 @@ def test_bench_runs_tiny_and_never_replaces_results(shared, tmp_path, monkeypatc
     assert [r['arch'] for r in records] == ['cnn', 'resnet18']
     for r in records:
         assert all(k in r for k in FIELDS) and r['device'] == 'cpu'
-        assert r['speedup_vs_fastai'] == pytest.approx(r['project_img_s'] / r['fastai_img_s'], abs=1e-2)
+        # the ratios are computed before the speeds are rounded to 0.1 img/s: allow for that rounding (it matters on a slow CPU)
+        assert r['speedup_vs_fastai'] == pytest.approx(r['project_img_s'] / r['fastai_img_s'], abs=1e-2 + slack(r, 'project_img_s', 'fastai_img_s'))
         assert math.isfinite(r['project_val_roc_auc']) and (r['n_train'], r['n_valid']) == (64, 21)
-        assert r['fraction_of_ceiling'] == pytest.approx(r['project_img_s'] / r['ceiling_img_s'], abs=2e-3)
+        assert r['fraction_of_ceiling'] == pytest.approx(r['project_img_s'] / r['ceiling_img_s'], abs=2e-3 + slack(r, 'project_img_s', 'ceiling_img_s'))
     assert 'project_img_s' in proc.stdout and 'new.json' in proc.stdout
