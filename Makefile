@@ -7,6 +7,8 @@
 #   make test-data  derive the tests' real-film folders from it when there is no shared/data (make test does it on demand)
 #   make serve  serve the newest promoted model (models/index.csv), or models/default (MODEL=... to choose)
 #   make model  retrain the committed default model (the cpu recipe) and promote it to models/default
+#   make docs   build the documentation site into _docs/ and README.md from nbs/index.ipynb (nbdev_docs where Quarto is
+#               installed, else pneumonia_docs: MkDocs over nbdev's processed notebooks, offline)
 #   make pictures  regenerate the README's pictures (nbs/images/) from the committed default model and reports
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -28,13 +30,13 @@ OVERRIDES = $(if $(ARCH),--arch $(ARCH)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if
 # the newest promoted model, else models/default
 MODEL ?= $(shell $(BIN)/python -c "import pandas as pd; i = pd.read_csv('models/index.csv'); print('models/' + i.sort_values('promoted')['name'].iloc[-1])" 2>/dev/null || echo models/default)
 
-.PHONY: install data run test test-data serve model pictures clean-venv
+.PHONY: install data run test test-data serve model pictures docs clean-venv
 install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py settings.ini constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev,cluster]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,cluster,docs]"
 	touch $@
 
 data: install
@@ -78,6 +80,10 @@ pictures: install
 	for p in roc reliability gradcam; do cp $$tmp/eval/$$p.png nbs/images/default_$$p.png; done && rm -r $$tmp
 	cd nbs && for nb in 08_recipes 09_monitor 13_site; do HF_HUB_OFFLINE=1 ../$(BIN)/nbdev_test --path $$nb.ipynb; done
 	@ls -l nbs/images/*.png
+
+# the site from the notebooks: Quarto's route where it is installed, else the offline one (nbs/15_docs.ipynb)
+docs: install
+	if command -v quarto >/dev/null; then $(BIN)/nbdev_docs; else $(BIN)/pneumonia_docs; fi
 
 # the real films the notebooks and tests read: shared/data beside the project, else derived from the dataset in DATA
 test-data: install

@@ -30,6 +30,7 @@ min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
 cluster_requirements = (cfg.get('cluster_requirements') or '').split()   # pip install 'pneumonia_nb[cluster]': grids on Ray
+docs_requirements = (cfg.get('docs_requirements') or '').split()   # pip install 'pneumonia_nb[docs]': the site without Quarto (make docs)
 
 package_data = dict()
 pkg_data = cfg.get('package_data', None)
@@ -50,7 +51,7 @@ setuptools.setup(
     packages = setuptools.find_packages(),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements, 'cluster': cluster_requirements },
+    extras_require={ 'dev': dev_requirements, 'cluster': cluster_requirements, 'docs': docs_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

@@ -308,7 +308,7 @@ def log_to_mlflow(run_dir, experiment:str='pneumonia_nb', uri:str|None=None) -> 
     return run_id
 
 # %% ../nbs/04_train.ipynb #3987b0d4
-TRAIN_NOTEBOOK = importlib.resources.files('pneumonia_nb')/'train.ipynb'  # package data: nbs/train.ipynb, linked into the package
+TRAIN_NOTEBOOK = importlib.resources.files('pneumonia_nb')/'train.ipynb'  # package data: nbs/training_run.ipynb, linked into the package as train.ipynb
 
 KERNEL_TRIES = 3   # starts of the training notebook's kernel before a run is given up
 

@@ -15,7 +15,7 @@ def grid_args(shared, out, *extra):
 
 
 def kill_after_first_point(args, first):
-    "Start the grid and kill it (its process group: notebook kernels, Ray's processes) once `first` is finished; return the seconds it ran."
+    "Start the grid and kill it (its process group: notebook kernels, Ray's processes) once `first` is finished."
     t0 = time.time()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, 'HF_HUB_OFFLINE': '1'}, start_new_session=True)
     while not (first/'mlflow.json').exists():
@@ -23,23 +23,26 @@ def kill_after_first_point(args, first):
         time.sleep(0.5)
     time.sleep(3)  # another point is now training
     os.killpg(proc.pid, signal.SIGKILL); proc.wait()
-    return time.time() - t0
 
 
-def test_grid_survives_a_kill_and_skips_finished_runs(shared, tmp_path):
-    out = tmp_path/'grid'
+@pytest.fixture(scope='module')
+def killed_and_resumed(shared, tmp_path_factory):
+    "The tiny grid killed (with its notebook kernel) once its first point is finished, then rerun: its folder, the rerun's output, the first point's metrics before the rerun."
+    out = tmp_path_factory.mktemp('sequential')/'grid'
     args = grid_args(shared, out)
-    first = out/POINTS[0]
-    # 1. start the grid and kill it (with its notebook kernel) once the first point is finished
-    kill_after_first_point(args, first)
+    kill_after_first_point(args, out/POINTS[0])
     assert not (out/'leaderboard.csv').exists()
-    finished_first = (first/'eval'/'metrics.json').read_bytes()
+    finished_first = (out/POINTS[0]/'eval'/'metrics.json').read_bytes()
+    return out, run_cli(*args).stdout, finished_first
 
-    # 2. rerun: the finished point is skipped, the interrupted one is set aside and redone, the rest run
-    resumed = run_cli(*args).stdout
+
+def test_grid_survives_a_kill_and_skips_finished_runs(shared, killed_and_resumed):
+    out, resumed, finished_first = killed_and_resumed
+    args = grid_args(shared, out)
+    # the rerun: the finished point is skipped, the interrupted one is set aside and redone, the rest run
     assert '[1/4] cnn-seed0: skipped' in resumed
     assert all(f'{p}: ran' in resumed or f'{p}: evaluated' in resumed for p in POINTS[1:])
-    assert (first/'eval'/'metrics.json').read_bytes() == finished_first
+    assert (out/POINTS[0]/'eval'/'metrics.json').read_bytes() == finished_first
     assert len(list((out/'_incomplete').iterdir())) == 1   # the point killed while training, set aside
 
     runs = pd.read_csv(out/'runs.csv')
@@ -77,22 +80,14 @@ def test_relative_out_and_failures_exit_non_zero(tmp_path):
     assert err['stage'] == 'train' and 'hold no files' in err['error']
 
 
-@pytest.fixture(scope='module')
-def sequential_runs(shared, tmp_path_factory):
-    "The tiny grid run here, one point after another, uninterrupted: its runs.csv and wall time."
-    out, t0 = tmp_path_factory.mktemp('sequential')/'grid', time.time()
-    run_cli(*grid_args(shared, out, '--no_mlflow'))
-    return pd.read_csv(out/'runs.csv'), time.time() - t0
-
-
-def test_ray_grid_two_at_a_time_killed_and_resumed_equals_sequential(shared, tmp_path, sequential_runs):
-    "A one-machine Ray instance (2 CPUs, a point asks for 1): 2 points at a time, killed after the first point, resumed."
+def test_ray_grid_two_at_a_time_killed_and_resumed_equals_sequential(shared, tmp_path, killed_and_resumed):
+    """A one-machine Ray instance (2 CPUs, a point asks for 1): 2 points at a time, killed after the first point, resumed;
+    every metric equals the sequential grid's (itself killed and resumed, which the test above shows changes nothing)."""
     out = tmp_path/'ray'
     args = grid_args(shared, out, '--backend', 'ray')
-    first_part = kill_after_first_point(args, out/POINTS[0])
-    t0 = time.time()
+    kill_after_first_point(args, out/POINTS[0])
     resumed = run_cli(*args).stdout
-    wall, (seq, seq_wall) = first_part + time.time() - t0, sequential_runs
+    seq = pd.read_csv(killed_and_resumed[0]/'runs.csv')
     assert '4 points on Ray (1 node(s), 2 CPUs' in resumed and 'cnn-seed0: skipped' in resumed, resumed
     assert len(list((out/'_incomplete').iterdir())) >= 1   # the points killed while running, set aside and run again
     ray = pd.read_csv(out/'runs.csv')
@@ -100,4 +95,3 @@ def test_ray_grid_two_at_a_time_killed_and_resumed_equals_sequential(shared, tmp
     cols = [c for c in seq.columns if c.startswith(('valid_', 'test_'))]   # every metric of every point
     merged = seq.set_index('run')[cols].join(ray.set_index('run')[cols], rsuffix='_ray')
     for c in cols: assert (merged[c] - merged[f'{c}_ray']).abs().max() < 1e-6, c
-    print(f"tiny grid: sequential {seq_wall:.0f} s, on Ray killed and resumed {wall:.0f} s")   # pytest -s shows it
