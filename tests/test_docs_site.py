@@ -22,7 +22,7 @@ def site(tmp_path_factory):
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f'http://127.0.0.1:{server.server_port}'
-    server.shutdown()
+    server.shutdown(); server.server_close()
 
 
 @pytest.fixture(scope='module')
