@@ -100,7 +100,7 @@ def write_pages(proc:Path, src:Path, site:str) -> list[str]:
     for nb_path in sorted(Path(proc).glob('*.ipynb'), key=lambda p: (p.stem != 'index', not p.stem[:1].isdigit(), p.stem)):
         nb = nbformat.reads(nb_path.read_text(), as_version=4)   # multi-line strings joined, as nbconvert expects
         name = Path(frontmatter(nb).get('output-file', nb_path.stem)).stem
-        if f'{name}.md' in pages: raise DocsError([f"{nb_path.name}: its page {name}.html is also another notebook's (set output-file in its front matter)"])
+        if f'{name}.md' in pages: raise DocsError([f"{nb_path.name}: its page {name}.html is also another notebook's (nbdev names a page after its notebook without the number: rename one)"])
         page, files = notebook_markdown(plain_notebook(nb, site), name)
         (src/f'{name}.md').write_text(page)
         for rel, data in files.items(): (src/rel).parent.mkdir(parents=True, exist_ok=True); (src/rel).write_bytes(data)

@@ -19,6 +19,14 @@ def shared():
     except FileNotFoundError as e: pytest.skip(str(e))
 
 
+@pytest.fixture(scope='session')
+def chromium():
+    "Debian's headless Chromium (the /docs page and the documentation site): a failure in CI, which installs it, a skip elsewhere."
+    path = shutil.which('chromium') or shutil.which('chromium-browser')
+    if not path: (pytest.fail if os.environ.get('CI') else pytest.skip)('headless Chromium is needed (apt-get install chromium; .ci/run installs it)')
+    return path
+
+
 def run_cli(*args, check=True, cwd=None):
     "Run one of the project's console scripts; return the finished process (text output)."
     proc = subprocess.run([str(BIN/args[0]), *map(str, args[1:])], capture_output=True, text=True, cwd=cwd,

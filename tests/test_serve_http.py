@@ -1,5 +1,5 @@
 "`pneumonia_serve` over real HTTP on a loopback port: every endpoint, every kind of bad input, metrics, memory (issue 11)."
-import io, json, os, re, shutil, ssl, subprocess, time
+import io, json, os, re, ssl, subprocess, time
 from concurrent.futures import ThreadPoolExecutor
 
 from pathlib import Path
@@ -188,10 +188,8 @@ def test_api_keys_and_tls_over_real_https(run, shared, tmp_path):
     assert f'pneumonia_serve ready at {url}: model' in line and 'API keys required (2 accepted)' in line, line
 
 
-def test_docs_render_offline_in_headless_chromium(server):
+def test_docs_render_offline_in_headless_chromium(server, chromium):
     "The Swagger UI page draws every operation from the package's own scripts (the loopback server is all Chromium can reach)."
-    chromium = shutil.which('chromium') or shutil.which('chromium-browser')
-    if not chromium: (pytest.fail if os.environ.get('CI') else pytest.skip)('headless Chromium is needed (apt-get install chromium; .ci/run installs it)')
     url, _, _ = server
     dom = subprocess.run([chromium, '--headless', '--no-sandbox', '--disable-gpu', '--virtual-time-budget=20000', '--dump-dom', f'{url}/docs'],
                          capture_output=True, text=True, timeout=120).stdout
