@@ -21,6 +21,8 @@ SEED ?= 42
 RUNS ?= runs
 # the recipe that suits this machine: gpu where CUDA is available, cpu elsewhere (RECIPE=... to choose)
 RECIPE ?= $(shell $(BIN)/python -c "import torch; print('gpu' if torch.cuda.is_available() else 'cpu')")
+# the input side the recipe trains at: the batch picture shows what the model sees
+RECIPE_SIZE = $(shell $(BIN)/python -c "import yaml; print(yaml.safe_load(open('configs/recipes/$(RECIPE).yaml'))['img_size'])")
 # optional overrides of the recipe's values
 ARCH ?=
 EPOCHS ?=
@@ -46,25 +48,11 @@ data: install
 
 run: install data
 	$(BIN)/pneumonia_split --data $(DATA) --out $(SPLIT) --seed $(SEED)
-	$(BIN)/pneumonia_show_batch --split $(SPLIT) --data $(DATA) --out data/processed/batch.png $(if $(IMG_SIZE),--img_size $(IMG_SIZE)) --seed $(SEED) --force
+	$(BIN)/pneumonia_show_batch --split $(SPLIT) --data $(DATA) --out data/processed/batch.png --img_size $(or $(IMG_SIZE),$(RECIPE_SIZE)) --seed $(SEED) --force
 	run=$$($(BIN)/pneumonia_train --recipe $(RECIPE) --data $(DATA) --split $(SPLIT) --seed $(SEED) --runs $(RUNS) $(OVERRIDES) | tee >(cat >&2) | tail -1) && \
 	$(BIN)/pneumonia_eval --model "$$run" --data $(DATA) && \
-	$(BIN)/python -c "$$SUMMARY" "$$run" "$(MODEL)"
+	$(BIN)/python -c "import sys; from pneumonia_nb.evaluate import run_summary; print(run_summary(*sys.argv[1:]))" "$$run" "$(MODEL)"
 
-# the end of make run: test metrics with intervals, where everything is, how to serve
-define SUMMARY
-import json, sys
-from pathlib import Path
-run, model = Path(sys.argv[1]), sys.argv[2]
-r = json.loads((run/'eval'/'metrics.json').read_text())
-m = r['at_threshold']
-print(f"\n== summary ==\n{r['subset']}: {r['n']} images, judged at the stored threshold {r['threshold']['value']:.3f} (chosen on {r['threshold'].get('chosen_on', 'valid')}):")
-print('  ' + '; '.join(f"{k} {m[k]['value']:.3f} [{m[k]['ci95'][0]:.3f}, {m[k]['ci95'][1]:.3f}]" for k in ('accuracy', 'sensitivity', 'specificity', 'roc_auc')))
-print(f"run folder: {run}\nplots: {' '.join(str(p) for p in sorted((run/'eval').glob('*.png')))}")
-print(f"to serve this model: .venv/bin/pneumonia_promote --model {run} --name mine && make serve MODEL=models/mine\n"
-      f"make serve alone serves {model}; then: curl -F files=@film.jpeg http://127.0.0.1:8000/predict")
-endef
-export SUMMARY
 
 serve: install
 	$(BIN)/pneumonia_serve --model $(MODEL)

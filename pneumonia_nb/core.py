@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #c0e00004
 from __future__ import annotations
 import datetime, hashlib, os, platform, socket, subprocess, sys, traceback, warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,11 @@ import pneumonia_nb
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['DEVICES', 'CLASSES', 'THRESHOLD_RULE', 'shared_data', 'sha256_file', 'git_state', 'resolve_device', 'run_environment',
-           'record_failure', 'interactive', 'progress', 'free_port', 'is_pneumonia', 'labels_at',
-           'expected_calibration_error', 'binary_metrics', 'choose_threshold', 'check_rule', 'threshold_for',
-           'apply_temperature', 'fit_temperature', 'decision_rule']
+__all__ = ['DEVICES', 'CLASSES', 'TEMPERATURE_BOUNDS', 'THRESHOLD_RULE', 'shared_data', 'sha256_file', 'git_state',
+           'resolve_device', 'run_environment', 'record_failure', 'interactive', 'progress', 'warnings_as_lines',
+           'free_port', 'is_pneumonia', 'labels_at', 'expected_calibration_error', 'binary_metrics', 'choose_threshold',
+           'check_rule', 'threshold_for', 'apply_temperature', 'fit_temperature', 'CalibrationWarning',
+           'calibration_fit', 'decision_rule']
 
 # %% ../nbs/00_core.ipynb #c0e00006
 def shared_data() -> Path:
@@ -96,6 +98,15 @@ def progress(items, what:str='items', bar:bool|None=None):
         yield x
         if i in marks: print(f"{what}: {i}/{len(items)}", file=sys.stderr, flush=True)
 
+# %% ../nbs/00_core.ipynb #85eeb20b
+@contextmanager
+def warnings_as_lines(command:str):
+    "Inside, warnings are kept; at the end each distinct one is printed on stderr as `COMMAND: warning: message`, without Python's source line."
+    with warnings.catch_warnings(record=True) as caught:
+        try: yield
+        finally:
+            for message in dict.fromkeys(str(w.message) for w in caught): print(f"{command}: warning: {message}", file=sys.stderr, flush=True)
+
 # %% ../nbs/00_core.ipynb #7d1c191b
 def free_port() -> int:
     "A TCP port free on the loopback interface now (for the servers, rendezvous and tests this project starts)."
@@ -161,20 +172,44 @@ def apply_temperature(probs, temperature:float=1.0) -> np.ndarray:
     return expit(logit(np.clip(np.asarray(probs, float), 1e-7, 1 - 1e-7)) / temperature)
 
 # %% ../nbs/00_core.ipynb #1928719b
+TEMPERATURE_BOUNDS = (float(np.exp(-4)), float(np.exp(4)))   # 0.018 to 54.6: a best fit at either end is a failed fit
+
 def fit_temperature(labels, probs) -> float:
-    "The temperature that minimises the log loss of `apply_temperature(probs, T)` for 0/1 `labels`."
-    y = np.asarray(labels).astype(int)
-    res = minimize_scalar(lambda t: log_loss(y, apply_temperature(probs, np.exp(t)), labels=[0, 1]), bounds=(-4, 4), method='bounded')
-    return float(np.exp(res.x))
+    "The temperature within `TEMPERATURE_BOUNDS` that minimises the log loss of `apply_temperature(probs, T)` for 0/1 `labels`; NaN when the best lies at a bound."
+    y, (lo, hi) = np.asarray(labels).astype(int), np.log(TEMPERATURE_BOUNDS)
+    res = minimize_scalar(lambda t: log_loss(y, apply_temperature(probs, np.exp(t)), labels=[0, 1]), bounds=(lo, hi), method='bounded')
+    return float('nan') if min(res.x - lo, hi - res.x) < 1e-3 else float(np.exp(res.x))
+
+# %% ../nbs/00_core.ipynb #47d16ee8
+class CalibrationWarning(UserWarning):
+    "The temperature fit failed: probabilities are left as the network gives them (temperature 1)."
+
+def _why_uncalibrated(y, p, films:str) -> str:
+    "Why no temperature calibrates probabilities `p` of 0/1 `y`, and what to do, in one sentence a user can act on."
+    lo, hi = TEMPERATURE_BOUNDS
+    squeezed = log_loss(y, apply_temperature(p, hi), labels=[0, 1]) < log_loss(y, apply_temperature(p, lo), labels=[0, 1])
+    cause = ("the model is confidently wrong on some of them (too few training films, or a model that did not learn)" if squeezed
+             else "it separates them perfectly, so there is nothing to calibrate on (too few or too easy films)")
+    return (f"the temperature fit on {len(y)} {films} films stopped at its bound ({hi if squeezed else lo:.3g}): {cause}; ROC-AUC "
+            f"{roc_auc_score(y, p):.3f}. Probabilities are left uncalibrated (temperature 1) and their ECE is reported as it is. "
+            f"Train on more films (the full data set), or recalibrate on labelled films of your own (pneumonia_calibrate).")
+
+def calibration_fit(labels, probs, films:str='validation') -> dict:
+    "`{'temperature': T}` fitted on `labels`/`probs`; where the fit fails, temperature 1 and `uncalibrated`: why and what to do (also warned)."
+    t = fit_temperature(labels, probs)
+    if np.isfinite(t): return dict(temperature=t)
+    why = _why_uncalibrated(np.asarray(labels).astype(int), np.asarray(probs, float), films)
+    warnings.warn(why, CalibrationWarning, stacklevel=2)
+    return dict(temperature=1.0, uncalibrated=why)
 
 # %% ../nbs/00_core.ipynb #43366508
 THRESHOLD_RULE = "Youden's J (max sensitivity + specificity - 1) on the temperature-calibrated validation predictions"
 
 def decision_rule(labels, probs, rule:str='youden') -> dict:
-    "Temperature, threshold by `rule` (calibrated scale) and validation metrics at it, from validation `labels` and uncalibrated `probs`."
-    temperature = fit_temperature(labels, probs)
-    calibrated = apply_temperature(probs, temperature)
+    "Temperature (and `uncalibrated` where its fit failed), threshold by `rule` (calibrated scale) and validation metrics at it, from validation `labels` and uncalibrated `probs`."
+    fit = calibration_fit(labels, probs)
+    calibrated = apply_temperature(probs, fit['temperature'])
     threshold = threshold_for(labels, calibrated, rule)
     said = THRESHOLD_RULE if rule == 'youden' else f"{rule}: the highest threshold with that sensitivity on the temperature-calibrated validation predictions"
-    return dict(temperature=temperature, threshold=dict(value=threshold, rule=said, chosen_on='valid', n_valid=len(calibrated)),
+    return dict(**fit, threshold=dict(value=threshold, rule=said, chosen_on='valid', n_valid=len(calibrated)),
                 valid_metrics=binary_metrics(labels, calibrated, threshold))

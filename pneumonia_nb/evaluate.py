@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_evaluate.ipynb #d24a76b2
 from __future__ import annotations
-import textwrap, warnings
+import re, warnings
 from pathlib import Path
 
 import matplotlib
@@ -26,8 +26,9 @@ from .data import find_data_root, read_xray, subset_images
 from .models import load_model, model_outputs, model_pipeline, stored_decision
 
 # %% auto #0
-__all__ = ['PLOTS', 'bootstrap_report', 'tta_views', 'predict_images', 'save_plots', 'cam_layer', 'grad_cam', 'pick_cases',
-           'cam_figure', 'save_gradcam', 'eval_dir', 'evaluate_run', 'aspect_cue', 'format_report', 'pneumonia_eval']
+__all__ = ['PLOTS', 'SMOKE_TRAIN_FILMS', 'bootstrap_report', 'tta_views', 'predict_images', 'save_plots', 'cam_layer', 'grad_cam',
+           'pick_cases', 'cam_figure', 'wrap_name', 'save_gradcam', 'eval_dir', 'evaluate_run', 'aspect_cue',
+           'format_report', 'run_summary', 'pneumonia_eval']
 
 # %% ../nbs/05_evaluate.ipynb #8e693109
 def bootstrap_report(labels, probs, threshold:float, n_boot:int=1000, seed:int=0) -> dict:
@@ -144,13 +145,22 @@ def cam_figure(images:list, cams, titles:list[str]) -> plt.Figure:
     fig.colorbar(heat, ax=axs[0].tolist(), fraction=0.02, pad=0.01, label='Grad-CAM (pneumonia evidence)')
     return fig
 
+# %% ../nbs/05_evaluate.ipynb #091d0914
+def wrap_name(name:str, width:int=24) -> list[str]:
+    "A file name in lines of at most `width` characters, broken only after `_`, `-` or `.` (a longer piece stands alone)."
+    lines = ['']
+    for piece in re.findall(r'[^_.-]+[_.-]?|[_.-]', name):
+        if lines[-1] and len(lines[-1]) + len(piece) > width: lines.append('')
+        lines[-1] += piece
+    return lines
+
 # %% ../nbs/05_evaluate.ipynb #84eafca7
 def save_gradcam(model:nn.Module, spec:dict, root, cases:pd.DataFrame, out, device=None) -> Path:
     "Overlay Grad-CAM maps on the `cases` X-rays and save `out/gradcam.png`."
     device = device or torch.device('cpu')
     x = model_pipeline(spec, root, len(cases), device).test_dl(cases[['path']]).one_batch()[0]
     cams = grad_cam(model.to(device).eval(), x).cpu().numpy()
-    titles = [f"{r.outcome} p={r.prob_pneumonia:.2f}\n" + '\n'.join(textwrap.wrap(Path(r.path).name, 24, break_on_hyphens=False)) for r in cases.itertuples()]
+    titles = [f"{r.outcome} p={r.prob_pneumonia:.2f}\n" + '\n'.join(wrap_name(Path(r.path).name)) for r in cases.itertuples()]
     fig = cam_figure([read_xray(Path(root)/r.path) for r in cases.itertuples()], cams, titles)
     fig.savefig(path := Path(out)/'gradcam.png', dpi=100, bbox_inches='tight'); plt.close(fig)
     return path
@@ -205,6 +215,25 @@ def format_report(report:dict) -> str:
     table = pd.DataFrame(rows, index=[f'threshold {t:.3f} (stored)', 'threshold 0.5']).T
     return (f"{report['run']} on {report['subset']} ({report['n']} images, {report['n_pneumonia']} pneumonia)"
             f"{', TTA' if report['tta'] else ''}; 95% bootstrap intervals\n{table.to_string()}")
+
+# %% ../nbs/05_evaluate.ipynb #2b0252d5
+SMOKE_TRAIN_FILMS = 1000   # fewer training films than this make a smoke test of the pipeline, not a model (the full split: 4716)
+
+def run_summary(run_dir, serve_model:str='models/default') -> str:
+    "The end of `make run`: test metrics with intervals, which films chose and judged, whether the run is only a smoke test, where everything is, how to serve."
+    run = Path(run_dir)
+    r, n_train = (run/'eval'/'metrics.json').read_json(), int((pd.read_csv(run/'split.csv').split == 'train').sum())
+    m, t = r['at_threshold'], r['threshold']
+    lines = ['', '== summary ==', f"{r['subset']}: {r['n']} images, judged at the stored threshold {t['value']:.3f} (chosen on {t.get('chosen_on', 'valid')}):",
+             '  ' + '; '.join(f"{k} {m[k]['value']:.3f} [{m[k]['ci95'][0]:.3f}, {m[k]['ci95'][1]:.3f}]" for k in ('accuracy', 'sensitivity', 'specificity', 'roc_auc'))]
+    if n_train < SMOKE_TRAIN_FILMS:
+        lines.append(f"NOTE: {n_train} training films make a smoke test of the pipeline, not a model to use: these numbers say little about chest "
+                     f"X-rays. For a real model train on the full data: make run (it downloads the data set), or DATA=a folder holding it.")
+    if r.get('uncalibrated'): lines.append(f"WARNING: {r['uncalibrated']}")
+    lines += [f"run folder: {run}", f"plots: {' '.join(str(p) for p in sorted((run/'eval').glob('*.png')))}",
+              f"to serve this model: .venv/bin/pneumonia_promote --model {run} --name mine && make serve MODEL=models/mine",
+              f"make serve alone serves {serve_model}; then: curl -F files=@film.jpeg http://127.0.0.1:8000/predict"]
+    return '\n'.join(lines)
 
 # %% ../nbs/05_evaluate.ipynb #307aaf8c
 @call_parse

@@ -15,7 +15,7 @@ from fastai.data.core import DataLoaders
 from timm.models import register_model
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 import fastcore.xtras  # noqa: F401  (Path.read_json, Path.write_json)
 
 from .core import CLASSES, decision_rule
@@ -139,7 +139,7 @@ def save_model_files(model:nn.Module, out_dir, arch:str, img_size:int, resize_me
     weights, spec_file = out_dir/'model.safetensors', out_dir/'model.json'
     if weights.exists() or spec_file.exists(): raise FileExistsError(f"{out_dir} already holds a model; not replacing it.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, weights)
+    weights.write_bytes(save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))   # with the umask's mode; save_file makes 0600
     spec = dict(format=MODEL_FORMAT, arch=arch, classes=list(CLASSES), positive_class='PNEUMONIA', in_channels=1,
                 img_size=img_size, resize_method=resize_method, pixel_scale=1/255, mean=list(mean), std=list(std),
                 norm='dataset', weights=weights.name, timm_version=timm.__version__)
@@ -166,8 +166,10 @@ def model_pipeline(spec:dict, root=None, bs:int=64, device=None) -> DataLoaders:
 
 # %% ../nbs/03_models.ipynb #15e9b0a4
 def stored_decision(model_dir, spec:dict) -> dict:
-    "The model's temperature and threshold: from `model.json`, or recomputed from an older run's `valid_predictions.csv`."
-    if 'threshold' in spec: return dict(temperature=spec.get('temperature', 1.0), threshold=dict(spec['threshold'], source='model.json'))
+    "The model's temperature (with `uncalibrated` where its fit failed) and threshold: from `model.json`, or recomputed from an older run's `valid_predictions.csv`."
+    if 'threshold' in spec:
+        why = {'uncalibrated': spec['uncalibrated']} if 'uncalibrated' in spec else {}   # a temperature fit that failed, said where the decision is shown
+        return dict(temperature=spec.get('temperature', 1.0), **why, threshold=dict(spec['threshold'], source='model.json'))
     f = Path(model_dir)/'valid_predictions.csv'
     if not f.is_file(): raise FileNotFoundError(f"{model_dir}: model.json holds no threshold and there is no valid_predictions.csv to choose one from.")
     v = pd.read_csv(f)

@@ -25,8 +25,8 @@ from .models import embedding_layer, load_model, model_outputs, model_pipeline, 
 # %% auto #0
 __all__ = ['STAT_FEATURES', 'REFERENCE_FILES', 'PCA_COMPONENTS', 'MIN_REFERENCE', 'image_stats', 'Guard', 'Reference',
            'profile_images', 'make_reference', 'save_reference', 'stat_tests', 'mmd_test', 'drift_tests',
-           'window_drift', 'DriftWindow', 'read_request_log', 'drift_figure', 'write_report', 'readable_images',
-           'images_window', 'pneumonia_reference', 'pneumonia_drift']
+           'window_drift', 'DriftWindow', 'read_request_log', 'drift_figure', 'drift_headline', 'drift_advice',
+           'write_report', 'readable_images', 'images_window', 'pneumonia_reference', 'pneumonia_drift']
 
 # %% ../nbs/09_monitor.ipynb #22b663d9
 STAT_FEATURES = ('mean', 'std', 'p01', 'p05', 'p50', 'p95', 'p99', 'width', 'height', 'aspect')
@@ -78,8 +78,8 @@ class Reference:
     def warning(self) -> str|None:
         "Why the guard's verdicts should not be trusted, if they should not."
         if (n := len(self.embeddings)) >= MIN_REFERENCE: return None
-        return (f"the reference profile has {n} validation films; with fewer than {MIN_REFERENCE} the guard misses inverted or rotated "
-                f"films in some draws (see 09_monitor): treat its verdicts as weak, or make the reference from a model trained on more data.")
+        return (f"the reference profile has {n} films; with fewer than {MIN_REFERENCE} the out-of-distribution guard misses inverted or rotated "
+                f"films in some draws (see 09_monitor): treat its verdicts as weak, or make the profile from more films (pneumonia_reference).")
 
     def save(self, model_dir) -> Reference:
         "Write the three reference files into `model_dir`; the profile's `id` is the start of its embeddings file's SHA-256."
@@ -243,6 +243,27 @@ def drift_figure(ref:Reference, cur_proj:np.ndarray, cur_table:pd.DataFrame):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/09_monitor.ipynb #f7e61366
+def drift_headline(result:dict) -> str:
+    "The report's title: what the tests found, in words."
+    if result['verdict'] == 'drift': return 'the inputs differ from the reference films'
+    return 'the predictions moved, the inputs did not' if result['prediction_drift']['drift'] else 'no drift detected'
+
+def drift_advice(result:dict) -> list[str]:
+    "What to do about what a drift report found, one sentence per finding (none when nothing was found)."
+    p, said = result['prediction_drift'], []
+    if result['verdict'] == 'drift':
+        what = ', '.join(result['drifted_statistics'] + (['the embeddings'] if result['embeddings']['drift'] else []))
+        said.append(f"Inputs drifted ({what}): the model now sees films unlike those its threshold was chosen on. Look at recent films "
+                    "(scanner, exposure, size, cropping, a new source); if this site really differs, label at least 15 films of each class "
+                    "and refit the decision there (pneumonia_calibrate), or retrain with its films. Until then treat the calls with caution.")
+    if p['drift']:
+        said.append(f"Predictions drifted: {p['share_pneumonia_current']:.0%} of the window is called PNEUMONIA against "
+                    f"{p['share_pneumonia_reference']:.0%} of the reference films. If the inputs did not drift, the case mix may have "
+                    "changed (a season, another referral population): compare a sample of recent calls with radiologists' reads before "
+                    "trusting the threshold; if they disagree, recalibrate on labelled local films (pneumonia_calibrate).")
+    return said
+
 # %% ../nbs/09_monitor.ipynb #83ebd828
 def write_report(result:dict, fig, out) -> tuple[Path, Path]:
     "`drift.json` and a self-contained `drift.html` in `out` (existing reports there are never replaced)."
@@ -254,15 +275,16 @@ def write_report(result:dict, fig, out) -> tuple[Path, Path]:
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90, bbox_inches='tight'); plt.close(fig)
     feats = pd.DataFrame(result['image_statistics']).to_html(index=False, float_format='%.4g')
     e, p = result['embeddings'], result['prediction_drift']
-    html = f"""<!doctype html><html><head><meta charset="utf-8"><title>Drift report: {result['verdict']}</title>
+    html = f"""<!doctype html><html><head><meta charset="utf-8"><title>Drift report: {drift_headline(result)}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head><body>
-<h1>Drift report: {result['verdict']}</h1>
+<h1>Drift report: {drift_headline(result)}</h1>
 <p>{result['window']} images in the window against {result['reference']} reference images (reference {result['reference_id']}); made {result['created']} from {result['source']}.
 {result['rule']}. Out of distribution by the guard: {result['out_of_distribution']} of {result['window']}.</p>
 <h2>Embeddings</h2><p>{e['test']}: MMD² {e['statistic']:.4g}, p = {e['p_value']:.4g} ({e['n_perm']} permutations); drift: {e['drift']}.</p>
 <h2>Image statistics</h2>{feats}
 <h2>Predictions</h2><p>{p['test']}: statistic {p['statistic']:.3g}, p = {p['p_value']:.3g}; predicted PNEUMONIA {p['share_pneumonia_current']:.1%} in the window,
 {p['share_pneumonia_reference']:.1%} in the reference; prediction drift: {p['drift']}.</p>
+<h2>What to do</h2>{''.join(f'<p>{a}</p>' for a in drift_advice(result)) or '<p>Nothing: keep monitoring.</p>'}
 <img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}" style="max-width:100%"></body></html>"""
     (out/'drift.html').write_text(html)
     return out/'drift.json', out/'drift.html'
@@ -327,7 +349,8 @@ def pneumonia_drift(
         paths = write_report(result, drift_figure(ref, proj, table), out)
     except (FileNotFoundError, FileExistsError, ValueError) as e: raise SystemExit(f"pneumonia_drift: {e}") from None
     e = result['embeddings']
-    print(f"{result['verdict']}: {result['window']} images; embeddings MMD p={e['p_value']:.4f}; drifted statistics: "
+    print(f"{result['verdict']} ({drift_headline(result)}): {result['window']} images; embeddings MMD p={e['p_value']:.4f}; drifted statistics: "
           f"{', '.join(result['drifted_statistics']) or 'none'}; prediction drift: {result['prediction_drift']['drift']}; "
           f"out of distribution: {result['out_of_distribution']}")
+    for advice in drift_advice(result): print(f"what to do: {advice}")
     print(*paths, sep='\n')

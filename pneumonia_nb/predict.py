@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from fastcore.script import Param, call_parse
 from PIL import Image
 
-from .core import apply_temperature, labels_at, resolve_device, sha256_file
+from .core import apply_temperature, labels_at, resolve_device, sha256_file, warnings_as_lines
 from .data import ImageProblem, expand_paths, read_xray
 from .evaluate import cam_figure, grad_cam
 from .models import load_model, model_outputs, model_pipeline, stored_decision
@@ -126,7 +126,8 @@ def pneumonia_predict(
 ):
     "Predict NORMAL or PNEUMONIA for X-ray images with a trained model, at the model's stored threshold."
     if out and Path(out).exists(): raise SystemExit(f"pneumonia_predict: {out} already exists; choose another --out.")
-    try: det = Detector.load(model, device)
+    try:
+        with warnings_as_lines('pneumonia_predict'): det = Detector.load(model, device)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"pneumonia_predict: {e}") from None
     model_dirs = [p for p in paths if (Path(p)/'model.json').is_file()]   # a model folder among the inputs is a slip for --model
     found = [(p, expand_paths([p])) for p in paths if p not in model_dirs]
@@ -137,8 +138,10 @@ def pneumonia_predict(
     for n in notes: print(f"pneumonia_predict: {n}", file=sys.stderr)
     preds = det.predict(sources, bs)
     with pd.option_context('display.max_rows', None, 'display.width', 200, 'display.max_colwidth', 80):
-        shown = ['path', 'prob_pneumonia', 'label', 'in_distribution'] + ['warnings'] * bool((preds.warnings != '').any()) + ['problem']
-        print(preds[shown].to_string(index=False, float_format='%.4f'))
+        shown = ['path', 'prob_pneumonia', 'label', 'in_distribution'] + ['warnings'] * bool((preds.warnings != '').any())
+        shown += ['problem'] * bool(preds.problem.notna().any())
+        guard = preds.in_distribution.astype(object).where(preds.in_distribution.notna(), '')   # to_string's na_rep passes over None here
+        print(preds[shown].assign(in_distribution=guard).to_string(index=False, float_format='%.4f', na_rep=''))   # blank, not None or NaN
     if cam: print(f"Grad-CAM overlays: {len(save_cams(det, preds, sources, cam))} in {cam}")
     if out: Path(out).parent.mkdir(parents=True, exist_ok=True); preds.to_csv(out, index=False); print(f"wrote {out}")
     print(summary_line(preds))

@@ -8,6 +8,7 @@ import asyncio, ctypes, datetime, hashlib, hmac, io, itertools, json, logging, m
 from contextlib import asynccontextmanager
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Request, Security, UploadFile
@@ -15,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastcore.basics import patch, store_attr
 from fastcore.script import call_parse
@@ -30,10 +31,10 @@ from .monitor import DriftWindow, image_stats
 from .predict import Detector
 
 # %% auto #0
-__all__ = ['LOG_NAMES', 'HTTP_CODES', 'BEARER', 'REFUSALS', 'M_ARENA_MAX', 'ServiceMetrics', 'BodyLimit', 'Batcher', 'RequestLog',
-           'hashed_name', 'ServiceError', 'no_usable_image', 'header_pixels', 'decode', 'Service', 'read_api_keys',
-           'ErrorBody', 'refusals', 'create_app', 'app_from_env', 'limit_malloc_arenas', 'pneumonia_serve', 'load_test',
-           'pneumonia_loadtest']
+__all__ = ['LOG_NAMES', 'HTTP_CODES', 'BEARER', 'Film', 'REFUSALS', 'M_ARENA_MAX', 'ServiceMetrics', 'BodyLimit', 'Batcher',
+           'RequestLog', 'hashed_name', 'ServiceError', 'no_usable_image', 'header_pixels', 'decode', 'Service',
+           'read_api_keys', 'ErrorBody', 'Prediction', 'ServedModel', 'PredictResponse', 'refusals', 'create_app',
+           'app_from_env', 'limit_malloc_arenas', 'pneumonia_serve', 'load_test', 'pneumonia_loadtest']
 
 # %% ../nbs/12_serve.ipynb #5ea030c3
 class ServiceMetrics:
@@ -339,8 +340,11 @@ def check_pixels(self:Service, contents:list[bytes]):
         raise ServiceError(413, 'too_many_pixels', f'the images of this request hold {megapixels:.0f} million pixels; the limit is {self.max_megapixels:g} million a request')
 
 # %% ../nbs/12_serve.ipynb #cdf4020f
+# each upload as the schema states it: bytes, at least one (an empty part can be no film; Schemathesis holds the schema to this)
+Film = Annotated[UploadFile, WithJsonSchema({'type': 'string', 'format': 'binary', 'minLength': 1, 'description': 'an X-ray: JPEG, PNG or DICOM'})]
+
 @patch
-async def predict(self:Service, request:Request, files:list[UploadFile] = File(..., min_length=1, description='one or more X-ray images')):
+async def predict(self:Service, request:Request, files:list[Film] = File(..., min_length=1, description='one or more X-ray images')):
     "Predict NORMAL or PNEUMONIA for each uploaded image, at the model's stored threshold."
     t0, rid = time.perf_counter(), request.state.request_id
     if not self.ready: raise ServiceError(503, 'not_ready', 'the model is still loading')
@@ -399,12 +403,39 @@ class ErrorBody(BaseModel):
     detail: str
     request_id: str
 
+class Prediction(BaseModel):
+    "One upload's result: the call, its calibrated probability and the guard's verdict (and a DICOM film's warnings and UIDs), or why none could be made."
+    label: Literal['NORMAL', 'PNEUMONIA'] | None = Field(None, description='PNEUMONIA when prob_pneumonia >= threshold; absent when the upload could not be used')
+    prob_pneumonia: float | None = Field(None, ge=0, le=1, description='calibrated probability of pneumonia')
+    threshold: float | None = Field(None, description="the model's stored decision threshold")
+    in_distribution: bool | None = Field(None, description='the guard: like the reference films (null: the model has no reference profile)')
+    ood_score: float | None = Field(None, description="the guard's distance; above its threshold means out of distribution")
+    warnings: list[dict] | None = Field(None, description="a DICOM film's tags that say it may not be a chest film like the training films: {code, message}")
+    dicom: dict | None = Field(None, description="a DICOM film's study, series and instance UIDs")
+    problem: str | None = Field(None, description='why this upload could not be used')
+    problem_code: str | None = Field(None, description='the problem as a stable code (empty, not_an_image, ...)')
+    filename: str
+    bytes: int
+
+class ServedModel(BaseModel):
+    "Which model answered."
+    id: str = Field(description="the served model: folder name @ the start of its weights' SHA-256")
+    version: str = Field(description='pneumonia_nb version')
+
+class PredictResponse(BaseModel):
+    "The answer to `/predict`: one result per upload, in order."
+    request_id: str
+    model: ServedModel
+    results: list[Prediction]
+
 REFUSALS = {400: 'the body is not valid multipart form data', 401: 'no or a wrong API key', 404: 'no reference profile to monitor with', 413: 'body, file count or pixels over the limit',
             415: 'no upload was an image', 422: 'no upload could be used, or the request does not match the schema', 503: 'the model is still loading'}
 
-def refusals(*statuses:int) -> dict:
-    "FastAPI `responses` documenting these refusal statuses with the project's error body."
-    return {s: dict(model=ErrorBody, description=REFUSALS[s]) for s in statuses}
+def refusals(*statuses:int, media_type:str|None=None) -> dict:
+    "FastAPI `responses` documenting these refusal statuses with the project's error body (given as JSON also where the route answers `media_type`)."
+    if media_type is None: return {s: dict(model=ErrorBody, description=REFUSALS[s]) for s in statuses}
+    body = {'application/json': {'schema': {'$ref': '#/components/schemas/ErrorBody'}}}   # FastAPI would file a `model` under the route's media type
+    return {s: dict(content=body, description=REFUSALS[s]) for s in statuses}
 
 # %% ../nbs/12_serve.ipynb #9f8222b0
 @patch
@@ -417,13 +448,14 @@ def build_app(self:Service) -> FastAPI:
     for exc, handler in ((ServiceError, self.refuse), (RequestValidationError, self.invalid), (StarletteHTTPException, self.http_error)):
         app.add_exception_handler(exc, handler)
     keyed, key = ([Depends(self.authorize)], (401,)) if self.api_keys else ([], ())
-    app.post('/predict', dependencies=keyed, responses=refusals(400, *key, 413, 415, 422, 503))(self.predict)
+    app.post('/predict', dependencies=keyed, response_model=PredictResponse, response_model_exclude_unset=True,
+             responses=refusals(400, *key, 413, 415, 422, 503))(self.predict)
     app.get('/health')(self.health)
     app.get('/ready', responses={503: dict(description='the model is still loading: {"ready": false, "model": null}')})(self.is_ready)
     app.get('/model', dependencies=keyed, responses=refusals(*key))(self.model_card)
     app.get('/monitor', dependencies=keyed, responses=refusals(*key, 404, 503))(self.monitor)
     app.get('/metrics', dependencies=[] if self.open_metrics else keyed, response_class=PlainTextResponse,
-            responses=refusals(*(() if self.open_metrics else key)))(self.prometheus)
+            responses=refusals(*(() if self.open_metrics else key), media_type='text/plain'))(self.prometheus)
     return app
 
 # %% ../nbs/12_serve.ipynb #0071da3e
@@ -465,7 +497,7 @@ def pneumonia_serve(
     log_max_mb:float=float(os.environ.get('PNEUMONIA_LOG_MAX_MB', 100)), # Rotate the request log past this many MB (env PNEUMONIA_LOG_MAX_MB)
     log_keep:int=int(os.environ.get('PNEUMONIA_LOG_KEEP', 5)), # Rotated request logs to keep (env PNEUMONIA_LOG_KEEP)
     log_names:str=os.environ.get('PNEUMONIA_LOG_NAMES', 'hashed'), # Client file names in the log: hashed (salt: env PNEUMONIA_LOG_SALT) or raw
-    api_keys_file:str=None, # File of API keys, one per line (with env PNEUMONIA_API_KEYS, comma-separated); none: no authentication
+    api_keys_file:str=None, # File of API keys, one per line, each at least 16 characters (with env PNEUMONIA_API_KEYS, comma-separated); none: no authentication
     open_metrics:bool=False, # Answer /metrics without an API key (a scraper on a trusted network)
     ssl_certfile:str=None, # TLS certificate (PEM): serve HTTPS
     ssl_keyfile:str=None, # TLS private key (PEM)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_site.ipynb #2b037bce
 from __future__ import annotations
-import datetime, hashlib, shutil
+import datetime, hashlib, shutil, warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,8 @@ from sklearn.model_selection import StratifiedGroupKFold
 import copy
 import torch
 from torch import nn
-from .core import apply_temperature, binary_metrics, fit_temperature, is_pneumonia, resolve_device, sha256_file, threshold_for
+from .core import (CalibrationWarning, apply_temperature, binary_metrics, calibration_fit, is_pneumonia, resolve_device,
+                              sha256_file, threshold_for, warnings_as_lines)
 from .data import find_data_root, patient_id, subset_images
 from .evaluate import bootstrap_report, predict_images
 from .models import load_model, stored_decision
@@ -25,8 +26,8 @@ from .monitor import save_reference
 
 # %% auto #0
 __all__ = ['MIN_PER_CLASS', 'site_films', 'films_sha256', 'fit_decision', 'grouped_folds', 'cross_validate', 'cv_report',
-           'adapt_batchnorm', 'calibrate', 'pneumonia_calibrate', 'valid_probabilities', 'site_probabilities',
-           'aspect_rho', 'transfer_report']
+           'adapt_batchnorm', 'calibrate', 'calibration_summary', 'pneumonia_calibrate', 'valid_probabilities',
+           'site_probabilities', 'aspect_rho', 'transfer_report']
 
 # %% ../nbs/13_site.ipynb #76762852
 MIN_PER_CLASS = 15
@@ -51,9 +52,9 @@ def films_sha256(root, paths) -> str:
 
 # %% ../nbs/13_site.ipynb #10173c7e
 def fit_decision(labels, probs_uncalibrated, rule:str='youden') -> dict:
-    "Temperature (log loss) and threshold (`rule`, on the calibrated scale) fitted on labelled films."
-    temperature = fit_temperature(labels, probs_uncalibrated)
-    return dict(temperature=temperature, threshold=threshold_for(labels, apply_temperature(probs_uncalibrated, temperature), rule))
+    "Temperature (log loss; `uncalibrated` where that fit fails) and threshold (`rule`, on the calibrated scale) fitted on labelled site films."
+    fit = calibration_fit(labels, probs_uncalibrated, 'site')
+    return dict(**fit, threshold=threshold_for(labels, apply_temperature(probs_uncalibrated, fit['temperature']), rule))
 
 # %% ../nbs/13_site.ipynb #8bcae41e
 def grouped_folds(labels, groups, folds:int=5, seed:int=0) -> np.ndarray:
@@ -69,7 +70,9 @@ def cross_validate(labels, probs_uncalibrated, groups, rule:str='youden', folds:
     fold, out = grouped_folds(y, groups, folds, seed), pd.DataFrame(index=range(len(y)), columns=['fold', 'prob_pneumonia', 'predicted'])
     for k in range(folds):
         fit, held = fold != k, fold == k
-        d = fit_decision(y[fit], pu[fit], rule)
+        with warnings.catch_warnings():   # a fold's failed temperature fit is the whole sample's, said once by `fit_decision` on all films
+            warnings.simplefilter('ignore', CalibrationWarning)
+            d = fit_decision(y[fit], pu[fit], rule)
         p = apply_temperature(pu[held], d['temperature'])
         out.loc[held, ['fold', 'prob_pneumonia', 'predicted']] = np.c_[np.full(held.sum(), k), p, is_pneumonia(p, d['threshold'])]
     return out.astype({'fold': int, 'prob_pneumonia': float, 'predicted': bool})
@@ -101,7 +104,7 @@ def _site_spec(spec:dict, shipped:dict, decision:dict, rule:str, films:pd.DataFr
             'validation_decision': dict(threshold=shipped['threshold'], temperature=shipped['temperature'], valid_metrics=spec.get('valid_metrics'))}
 
 # %% ../nbs/13_site.ipynb #2cc84631
-def calibrate(model_dir, data, out, rule:str='youden', folds:int=5, seed:int=0, device:str='auto') -> dict:
+def calibrate(model_dir, data, out, rule:str='youden', folds:int=5, seed:int=0, device:str='auto', n_boot:int=1000) -> dict:
     "Refit `model_dir`'s decision on the labelled site films in `data`, estimate it by grouped cross-validation, write `out`; return the report."
     model_dir, out = Path(model_dir), Path(out)
     if out.exists(): raise FileExistsError(f"{out} already exists; choose another --out (nothing was changed).")
@@ -110,9 +113,11 @@ def calibrate(model_dir, data, out, rule:str='youden', folds:int=5, seed:int=0, 
     films['prob_uncalibrated'] = predict_images(model, spec, root, films, device=resolve_device(device))
     y, pu = (films.label == 'PNEUMONIA').to_numpy().astype(int), films.prob_uncalibrated.to_numpy()
     decision, cv = fit_decision(y, pu, rule), cross_validate(y, pu, films.patient, rule, folds, seed)
+    shipped_report = bootstrap_report(y, apply_temperature(pu, shipped['temperature']), shipped['threshold']['value'], n_boot, seed)
     report = dict(model=str(model_dir), data=str(root), rule=rule, n=len(films), patients=int(films.patient.nunique()), folds=folds, seed=seed,
-                  as_shipped=binary_metrics(y, apply_temperature(pu, shipped['temperature']), shipped['threshold']['value']),
-                  cross_validated=cv_report(y, cv.predicted), decision=decision)
+                  classes=films.label.value_counts().to_dict(), shipped_threshold=shipped['threshold'],
+                  as_shipped={k: shipped_report[k] for k in ('accuracy', 'sensitivity', 'specificity', 'roc_auc')},
+                  cross_validated=cv_report(y, cv.predicted, n_boot, seed), decision=decision)
     _write_site_model(model_dir, out, _site_spec(spec, shipped, decision, rule, films, films_sha256(root, films.path), data), films, report)
     save_reference(out, data, films=films[['path', 'label']])
     return report
@@ -133,7 +138,21 @@ def _write_site_model(model_dir:Path, out:Path, spec:dict, films:pd.DataFrame, r
 def _line(m:dict) -> str:
     "`accuracy a [lo, hi]; ...` for the metrics of a report (with or without intervals)."
     f = lambda v: f"{v['value']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" if isinstance(v, dict) else f"{v:.3f}"
-    return '; '.join(f"{k} {f(m[k])}" for k in ('accuracy', 'sensitivity', 'specificity') if k in m)
+    return '; '.join(f"{k} {f(m[k])}" for k in ('accuracy', 'sensitivity', 'specificity', 'roc_auc') if k in m)
+
+def calibration_summary(rep:dict, out) -> str:
+    "What `pneumonia_calibrate` prints: the films and which chose what, the model as shipped, the site decision and its cross-validated estimate, what to do next."
+    c, t, d = rep['classes'], rep['shipped_threshold'], rep['decision']
+    return '\n'.join([
+        f"{rep['n']} site films ({rep['patients']} patients: {c.get('NORMAL', 0)} NORMAL, {c.get('PNEUMONIA', 0)} PNEUMONIA) from {rep['data']}",
+        f"as shipped, at its threshold {t['value']:.4f} (chosen on {t.get('chosen_on', 'valid')}): {_line(rep['as_shipped'])}",
+        f"site decision (rule {rep['rule']}), fitted on all {rep['n']} films: temperature {d['temperature']:.3f}, threshold {d['threshold']:.4f}"
+        + (" (temperature fit failed: probabilities left uncalibrated)" if 'uncalibrated' in d else ''),
+        f"expected with it, by {rep['folds']} patient-grouped folds (each judged by a decision fitted on the others): {_line(rep['cross_validated'])}",
+        "(95% bootstrap intervals. These films chose the decision: judge it on films that chose nothing. 15 films of each class are the least "
+        "to choose a threshold on; the out-of-distribution guard, whose reference profile is now these films, wants 250.)",
+        f"next: pneumonia_eval --model {out} --data OTHER_LABELLED_FILMS, or serve it: pneumonia_serve --model {out}",
+        str(out)])
 
 # %% ../nbs/13_site.ipynb #32bed33e
 @call_parse
@@ -147,12 +166,11 @@ def pneumonia_calibrate(
     device:str='auto', # auto, cpu or cuda
 ):
     "Refit a model's decision (temperature and threshold) on a site's labelled films and write a model folder for that site."
-    try: rep = calibrate(model, data, out, rule, folds, seed, device)
+    try:
+        with warnings_as_lines('pneumonia_calibrate'): rep = calibrate(model, data, out, rule, folds, seed, device)
     except (FileNotFoundError, FileExistsError, ValueError, TypeError) as e: raise SystemExit(f"pneumonia_calibrate: {e}") from None
-    print(f"{rep['n']} site films ({rep['patients']} patients) from {rep['data']}; rule {rep['rule']}")
-    print(f"as shipped:      {_line(rep['as_shipped'])}")
-    print(f"cross-validated: {_line(rep['cross_validated'])} ({rep['folds']} patient-grouped folds, 95% bootstrap intervals)")
-    print(f"site decision: temperature {rep['decision']['temperature']:.3f}, threshold {rep['decision']['threshold']:.4f}\n{out}")
+    print(calibration_summary(rep, out))
+
 
 # %% ../nbs/13_site.ipynb #1609fb19
 def valid_probabilities(model_dirs) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #4a67b4b2
 from __future__ import annotations
-import contextlib, dataclasses, datetime, hashlib, importlib.resources, inspect, json, os, shutil, subprocess, sys, time
+import contextlib, dataclasses, logging, datetime, hashlib, importlib.resources, inspect, json, os, shutil, subprocess, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +29,10 @@ from .models import check_arch, create_model, save_model_files
 
 # %% auto #0
 __all__ = ['MIXES', 'RUN_FILES', 'TRAIN_NOTEBOOK', 'KERNEL_TRIES', 'RECIPES', 'TrainConfig', 'split_table', 'build_learner',
-           'EMA', 'training_callbacks', 'TerminalProgress', 'validation_predictions', 'join_process_group',
-           'from_rank0', 'gather_records', 'RankLedger', 'launch_processes', 'train_run', 'new_run_dir', 'tracking_uri',
-           'log_to_mlflow', 'KernelStartError', 'run_training_notebook', 'load_recipe', 'config_options', 'config_from',
-           'pneumonia_train']
+           'EMA', 'training_callbacks', 'kept_epoch', 'TerminalProgress', 'validation_predictions',
+           'join_process_group', 'from_rank0', 'gather_records', 'RankLedger', 'launch_processes', 'train_run',
+           'new_run_dir', 'tracking_uri', 'log_to_mlflow', 'KernelStartError', 'run_training_notebook', 'load_recipe',
+           'config_options', 'config_from', 'pneumonia_train']
 
 # %% ../nbs/04_train.ipynb #4ec78089
 def _absolute(p): return str(Path(p).expanduser().resolve()) if p else p
@@ -121,18 +121,27 @@ def training_callbacks(cfg:TrainConfig, progress:bool=True, writer:bool=True) ->
             *([CSVLogger(fname='history.csv')] if writer else []), SaveModelCallback(monitor='roc_auc_score', fname='best', with_opt=False)]
 
 # %% ../nbs/04_train.ipynb #34036ef8
+def kept_epoch(roc_aucs) -> int:
+    "The epoch (1-based) whose model a run keeps: the first with the best validation ROC-AUC, as `SaveModelCallback` keeps it (NaN never)."
+    return int(np.nanargmax(np.asarray(roc_aucs, float))) + 1
+
 class TerminalProgress(Callback):
-    "One line per epoch on the process's real standard error (the terminal, even under papermill)."
+    "One line per epoch on the process's real standard error (the terminal, even under papermill), and at the end which epoch the run keeps."
     order = 70   # after the Recorder has logged the epoch
     def __init__(self, stream=None): store_attr()
+    def _say(self, line): print(line, file=self.stream or sys.__stderr__, flush=True)
     def before_fit(self): self.t0 = time.time()
     def after_epoch(self):
         names, vals = self.recorder.metric_names, self.recorder.log
         v = dict(zip(names, vals))
         done, elapsed = self.epoch + 1, time.time() - self.t0
-        print(f"epoch {done}/{self.n_epoch}  train_loss {v['train_loss']:.4f}  valid_loss {v['valid_loss']:.4f}  "
-              f"roc_auc {v.get('roc_auc_score', float('nan')):.4f}  elapsed {elapsed:.0f}s  remaining ~{elapsed / done * (self.n_epoch - done):.0f}s",
-              file=self.stream or sys.__stderr__, flush=True)
+        self._say(f"epoch {done}/{self.n_epoch}  train_loss {v['train_loss']:.4f}  valid_loss {v['valid_loss']:.4f}  "
+                  f"roc_auc {v.get('roc_auc_score', float('nan')):.4f}  elapsed {elapsed:.0f}s  remaining ~{elapsed / done * (self.n_epoch - done):.0f}s")
+    def after_fit(self):
+        if 'roc_auc_score' not in self.recorder.metric_names or not self.recorder.values: return
+        aucs = [row[self.recorder.metric_names.index('roc_auc_score') - 1] for row in self.recorder.values]   # values leave out 'epoch'
+        k = kept_epoch(aucs)
+        self._say(f"kept epoch {k} of {len(aucs)}: the best validation ROC-AUC ({aucs[k - 1]:.4f}); the saved model and metrics.json are that epoch's")
 
 # %% ../nbs/04_train.ipynb #bb387594
 def validation_predictions(learn:Learner) -> tuple[pd.DataFrame, float]:
@@ -226,12 +235,14 @@ def _fit(cfg:TrainConfig, split:pd.DataFrame, device:torch.device, run_dir:Path,
 
 # %% ../nbs/04_train.ipynb #6bdaadb1
 def _write_results(cfg:TrainConfig, learn:Learner, run_dir:Path) -> dict:
-    "The best model's validation predictions with the threshold and temperature fitted on them, `metrics.json` and the model files."
+    "The kept model's validation predictions with the threshold and temperature fitted on them, `metrics.json` (which epoch, of how many) and the model files."
     preds, loss = validation_predictions(learn)
     rule = decision_rule(preds.label == 'PNEUMONIA', preds.prob_uncalibrated, cfg.threshold_rule)
     preds.insert(2, 'prob_pneumonia', apply_temperature(preds.prob_uncalibrated, rule['temperature']))
     preds.to_csv(run_dir/'valid_predictions.csv', index=False)
-    metrics = dict(rule['valid_metrics'], loss=loss, threshold=rule['threshold'], temperature=rule['temperature'], n=len(preds))
+    aucs = pd.read_csv(run_dir/'history.csv').roc_auc_score
+    metrics = dict(rule['valid_metrics'], loss=loss, epoch=kept_epoch(aucs), epochs=len(aucs), threshold=rule['threshold'],
+                   temperature=rule['temperature'], **({'uncalibrated': rule['uncalibrated']} if 'uncalibrated' in rule else {}), n=len(preds))
     (run_dir/'metrics.json').write_json(metrics, indent=2)
     save_model_files(learn.model.float(), run_dir, cfg.arch, cfg.img_size, cfg.resize_method, *XRAY_STATS, norm=cfg.norm, **rule)
     return metrics
@@ -286,6 +297,7 @@ def log_to_mlflow(run_dir, experiment:str='pneumonia_nb', uri:str|None=None) -> 
     "Log the finished run folder `run_dir` to MLflow; returns the MLflow run id."
     from mlflow.tracking import MlflowClient
     from mlflow.entities import Metric, Param
+    for name in ('mlflow.store.db.utils', 'alembic'): logging.getLogger(name).setLevel(logging.WARNING)   # a new store's set-up chatter
     run_dir = Path(run_dir).resolve()
     uri = uri or tracking_uri(run_dir.parent)
     record = (run_dir/'config.json').read_json()
@@ -389,7 +401,8 @@ def _command_words(cfg:TrainConfig, **own) -> list[str]:
 
 # %% ../nbs/04_train.ipynb #da0ccd26
 def _log_and_name(run_dir:Path, experiment:str, no_mlflow:bool):
-    "Log the finished run to MLflow (unless `no_mlflow`) and print its folder, last."
+    "Say on stderr why the run's probabilities are uncalibrated, if they are; log it to MLflow (unless `no_mlflow`); print its folder, last."
+    if why := (run_dir/'metrics.json').read_json().get('uncalibrated'): print(f"pneumonia_train: warning: {why}", file=sys.stderr, flush=True)
     if not no_mlflow: print(f"mlflow run {log_to_mlflow(run_dir, experiment)} in {tracking_uri(run_dir.parent)}")
     print(run_dir)
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import BIN, run_cli, serving
+from conftest import BIN, ROOT, run_cli, serving
 from pneumonia_nb.predict import Detector
 
 
@@ -164,6 +164,14 @@ def test_bounded_load_test_runs_without_errors(server, shared, tmp_path):
     assert result['errors'] == 0 and result['requests'] == 80 and result['images_per_s'] == pytest.approx(80 / result['wall_s'], rel=0.02)
 
 
+def test_short_api_keys_are_refused_before_the_model_loads_and_help_says_so(run, tmp_path):
+    "Issue 36: the 16-character minimum is in --help, and a short key is refused in one line without loading the model."
+    assert 'at least 16 characters' in run_cli('pneumonia_serve', '--help').stdout
+    (tmp_path/'keys.txt').write_text('short\n')
+    proc = run_cli('pneumonia_serve', '--model', run, '--api_keys_file', tmp_path/'keys.txt', check=False)
+    assert proc.returncode != 0 and proc.stderr.strip() == 'pneumonia_serve: API keys: 1 API key(s) shorter than 16 characters: use long random keys (e.g. `openssl rand -hex 24`).'
+
+
 def test_serve_refuses_a_folder_without_a_model(tmp_path):
     proc = subprocess.run([str(BIN/'pneumonia_serve'), '--model', str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and 'is not a model folder' in proc.stderr
@@ -183,6 +191,12 @@ def test_api_keys_and_tls_over_real_https(run, shared, tmp_path):
         wrong = ask('g' * 32)
         assert (wrong.status_code, wrong.json()['error'], wrong.headers['www-authenticate']) == (401, 'unauthorized', 'Bearer')
         assert [httpx.get(f'{url}{p}', verify=trust).status_code for p in ('/health', '/ready', '/model', '/metrics')] == [200, 200, 401, 401]
+        open_paths = [p for p in ('/docs', '/redoc', '/openapi.json', '/monitor') if httpx.get(f'{url}{p}', verify=trust).status_code == 200]
+        assert open_paths == ['/docs', '/redoc', '/openapi.json']   # the API's description is open, its data are not
+        readme = (ROOT/'README.md').read_text()   # issue 36: what the README says of keys is what the server does
+        assert '`/health`, `/ready` and the API\'s description (`/docs`, `/redoc`, `/openapi.json`) stay open' in readme and 'at least 16 characters' in readme
+        metrics_401 = httpx.get(f'{url}/openapi.json', verify=trust).json()['paths']['/metrics']['get']['responses']['401']['content']
+        assert list(metrics_401) == ['application/json'] and httpx.get(f'{url}/metrics', verify=trust).headers['content-type'] == 'application/json'
         with pytest.raises(httpx.ConnectError): httpx.get(f'{url}/health')        # a client that does not trust the certificate gets nowhere
     line = proc.stdout.read()
     assert f'pneumonia_serve ready at {url}: model' in line and 'API keys required (2 accepted)' in line, line

@@ -18,15 +18,29 @@ ARCHS = ('cnn', 'cnn_deep', 'resnet18', 'vit_tiny_patch16_224')
 TINY = ('--epochs', '1', '--img_size', '64', '--bs', '32')
 
 
+STDERR = {}   # each run folder's stderr: what the user saw
+
+
 def train(shared, runs, arch, *extra):
     proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', arch, '--runs', runs, *TINY, *extra)
-    return runs.__class__(proc.stdout.strip().splitlines()[-1])
+    d = runs.__class__(proc.stdout.strip().splitlines()[-1])
+    STDERR[d] = proc.stderr
+    return d
 
 
 @pytest.fixture(scope='module')
 def runs(shared, tmp_path_factory):
     root = tmp_path_factory.mktemp('runs')
     return root, {arch: train(shared, root, arch) for arch in ARCHS}
+
+
+def test_terminal_says_which_epoch_is_kept_without_mlflow_chatter(runs):
+    "Issue 36, item 7: the kept epoch is said and recorded; MLflow's INFO lines about creating its tables are not shown."
+    for d in runs[1].values():
+        metrics = json.loads((d/'metrics.json').read_text())
+        assert (metrics['epoch'], metrics['epochs']) == (1, 1)
+        assert 'kept epoch 1 of 1: the best validation ROC-AUC' in STDERR[d], STDERR[d][-2000:]
+        assert 'Creating initial MLflow database tables' not in STDERR[d] and 'INFO mlflow' not in STDERR[d], STDERR[d][-2000:]
 
 
 @pytest.mark.parametrize('arch', ARCHS)
