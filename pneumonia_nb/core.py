@@ -195,18 +195,18 @@ def _why_uncalibrated(y, p, films:str) -> str:
             f"Train on more films (the full data set), or recalibrate on labelled films of your own (pneumonia_calibrate).")
 
 def calibration_fit(labels, probs, films:str='validation') -> dict:
-    "`{'temperature': T}` fitted on `labels`/`probs`; where the fit fails, temperature 1 and `uncalibrated`: why and what to do (also warned)."
+    "`{'temperature': T}` fitted on `labels`/`probs`; where the fit fails, temperature 1 and `calibration_failed`: why and what to do (also warned)."
     t = fit_temperature(labels, probs)
     if np.isfinite(t): return dict(temperature=t)
     why = _why_uncalibrated(np.asarray(labels).astype(int), np.asarray(probs, float), films)
     warnings.warn(why, CalibrationWarning, stacklevel=2)
-    return dict(temperature=1.0, uncalibrated=why)
+    return dict(temperature=1.0, calibration_failed=why)
 
 # %% ../nbs/00_core.ipynb #43366508
 THRESHOLD_RULE = "Youden's J (max sensitivity + specificity - 1) on the temperature-calibrated validation predictions"
 
 def decision_rule(labels, probs, rule:str='youden') -> dict:
-    "Temperature (and `uncalibrated` where its fit failed), threshold by `rule` (calibrated scale) and validation metrics at it, from validation `labels` and uncalibrated `probs`."
+    "Temperature (and `calibration_failed` where its fit failed), threshold by `rule` (calibrated scale) and validation metrics at it, from validation `labels` and uncalibrated `probs`."
     fit = calibration_fit(labels, probs)
     calibrated = apply_temperature(probs, fit['temperature'])
     threshold = threshold_for(labels, calibrated, rule)

@@ -229,7 +229,7 @@ def run_summary(run_dir, serve_model:str='models/default') -> str:
     if n_train < SMOKE_TRAIN_FILMS:
         lines.append(f"NOTE: {n_train} training films make a smoke test of the pipeline, not a model to use: these numbers say little about chest "
                      f"X-rays. For a real model train on the full data: make run (it downloads the data set), or DATA=a folder holding it.")
-    if r.get('uncalibrated'): lines.append(f"WARNING: {r['uncalibrated']}")
+    if r.get('calibration_failed'): lines.append(f"WARNING: {r['calibration_failed']}")
     lines += [f"run folder: {run}", f"plots: {' '.join(str(p) for p in sorted((run/'eval').glob('*.png')))}",
               f"to serve this model: .venv/bin/pneumonia_promote --model {run} --name mine && make serve MODEL=models/mine",
               f"make serve alone serves {serve_model}; then: curl -F files=@film.jpeg http://127.0.0.1:8000/predict"]

@@ -166,9 +166,9 @@ def model_pipeline(spec:dict, root=None, bs:int=64, device=None) -> DataLoaders:
 
 # %% ../nbs/03_models.ipynb #15e9b0a4
 def stored_decision(model_dir, spec:dict) -> dict:
-    "The model's temperature (with `uncalibrated` where its fit failed) and threshold: from `model.json`, or recomputed from an older run's `valid_predictions.csv`."
+    "The model's temperature (with `calibration_failed` where its fit failed) and threshold: from `model.json`, or recomputed from an older run's `valid_predictions.csv`."
     if 'threshold' in spec:
-        why = {'uncalibrated': spec['uncalibrated']} if 'uncalibrated' in spec else {}   # a temperature fit that failed, said where the decision is shown
+        why = {'calibration_failed': spec['calibration_failed']} if 'calibration_failed' in spec else {}   # a temperature fit that failed, said where the decision is shown
         return dict(temperature=spec.get('temperature', 1.0), **why, threshold=dict(spec['threshold'], source='model.json'))
     f = Path(model_dir)/'valid_predictions.csv'
     if not f.is_file(): raise FileNotFoundError(f"{model_dir}: model.json holds no threshold and there is no valid_predictions.csv to choose one from.")

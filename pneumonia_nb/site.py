@@ -52,7 +52,7 @@ def films_sha256(root, paths) -> str:
 
 # %% ../nbs/13_site.ipynb #10173c7e
 def fit_decision(labels, probs_uncalibrated, rule:str='youden') -> dict:
-    "Temperature (log loss; `uncalibrated` where that fit fails) and threshold (`rule`, on the calibrated scale) fitted on labelled site films."
+    "Temperature (log loss; `calibration_failed` where that fit fails) and threshold (`rule`, on the calibrated scale) fitted on labelled site films."
     fit = calibration_fit(labels, probs_uncalibrated, 'site')
     return dict(**fit, threshold=threshold_for(labels, apply_temperature(probs_uncalibrated, fit['temperature']), rule))
 
@@ -147,7 +147,7 @@ def calibration_summary(rep:dict, out) -> str:
         f"{rep['n']} site films ({rep['patients']} patients: {c.get('NORMAL', 0)} NORMAL, {c.get('PNEUMONIA', 0)} PNEUMONIA) from {rep['data']}",
         f"as shipped, at its threshold {t['value']:.4f} (chosen on {t.get('chosen_on', 'valid')}): {_line(rep['as_shipped'])}",
         f"site decision (rule {rep['rule']}), fitted on all {rep['n']} films: temperature {d['temperature']:.3f}, threshold {d['threshold']:.4f}"
-        + (" (temperature fit failed: probabilities left uncalibrated)" if 'uncalibrated' in d else ''),
+        + (" (temperature fit failed: probabilities left uncalibrated)" if 'calibration_failed' in d else ''),
         f"expected with it, by {rep['folds']} patient-grouped folds (each judged by a decision fitted on the others): {_line(rep['cross_validated'])}",
         "(95% bootstrap intervals. These films chose the decision: judge it on films that chose nothing. 15 films of each class are the least "
         "to choose a threshold on; the out-of-distribution guard, whose reference profile is now these films, wants 250.)",

@@ -242,7 +242,7 @@ def _write_results(cfg:TrainConfig, learn:Learner, run_dir:Path) -> dict:
     preds.to_csv(run_dir/'valid_predictions.csv', index=False)
     aucs = pd.read_csv(run_dir/'history.csv').roc_auc_score
     metrics = dict(rule['valid_metrics'], loss=loss, epoch=kept_epoch(aucs), epochs=len(aucs), threshold=rule['threshold'],
-                   temperature=rule['temperature'], **({'uncalibrated': rule['uncalibrated']} if 'uncalibrated' in rule else {}), n=len(preds))
+                   temperature=rule['temperature'], **({'calibration_failed': rule['calibration_failed']} if 'calibration_failed' in rule else {}), n=len(preds))
     (run_dir/'metrics.json').write_json(metrics, indent=2)
     save_model_files(learn.model.float(), run_dir, cfg.arch, cfg.img_size, cfg.resize_method, *XRAY_STATS, norm=cfg.norm, **rule)
     return metrics
@@ -402,7 +402,7 @@ def _command_words(cfg:TrainConfig, **own) -> list[str]:
 # %% ../nbs/04_train.ipynb #da0ccd26
 def _log_and_name(run_dir:Path, experiment:str, no_mlflow:bool):
     "Say on stderr why the run's probabilities are uncalibrated, if they are; log it to MLflow (unless `no_mlflow`); print its folder, last."
-    if why := (run_dir/'metrics.json').read_json().get('uncalibrated'): print(f"pneumonia_train: warning: {why}", file=sys.stderr, flush=True)
+    if why := (run_dir/'metrics.json').read_json().get('calibration_failed'): print(f"pneumonia_train: warning: {why}", file=sys.stderr, flush=True)
     if not no_mlflow: print(f"mlflow run {log_to_mlflow(run_dir, experiment)} in {tracking_uri(run_dir.parent)}")
     print(run_dir)
 
