@@ -6,7 +6,8 @@
 #   make data   download the dataset into data/raw/chest_xray (pneumonia_download)
 #   make test-data  derive the tests' real-film folders from it when there is no shared/data (make test does it on demand)
 #   make serve  serve the newest promoted model (models/index.csv), or models/default (MODEL=... to choose)
-#   make model  retrain the committed default model (the cpu recipe) and promote it to models/default
+#   make model  retrain the committed default model (the cpu recipe) and promote it to models/default (the committed one:
+#               DATA=../shared/data/chest_xray_224 SIZES=../shared/data/chest_xray_orig, the films' real sizes for its reference)
 #   make docs   build the documentation site into _docs/ and README.md from nbs/index.ipynb (nbdev_docs where Quarto is
 #               installed, else pneumonia_docs: MkDocs over nbdev's processed notebooks, offline)
 #   make pictures  regenerate the README's pictures (nbs/images/) from the committed default model and reports
@@ -87,6 +88,7 @@ model: install
 	run=$$($(BIN)/pneumonia_train --recipe cpu --data $(DATA) --seed $(SEED) --runs $(RUNS)/default | tee >(cat >&2) | tail -1) && \
 	$(BIN)/pneumonia_eval --model "$$run" --data $(DATA) && \
 	$(BIN)/pneumonia_promote --model "$$run" --name default --force
+	$(if $(SIZES),$(BIN)/pneumonia_reference --model models/default --data $(DATA) --sizes_from $(SIZES) --force)
 
 clean-venv:
 	rm -rf $(VENV)

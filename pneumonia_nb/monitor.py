@@ -23,10 +23,11 @@ from .data import ImageProblem, expand_paths, find_data_root, read_xray
 from .models import embedding_layer, load_model, model_outputs, model_pipeline, stored_decision
 
 # %% auto #0
-__all__ = ['STAT_FEATURES', 'REFERENCE_FILES', 'PCA_COMPONENTS', 'MIN_REFERENCE', 'image_stats', 'Guard', 'Reference',
-           'profile_images', 'make_reference', 'save_reference', 'stat_tests', 'mmd_test', 'drift_tests',
-           'window_drift', 'DriftWindow', 'read_request_log', 'drift_figure', 'drift_headline', 'drift_advice',
-           'write_report', 'readable_images', 'images_window', 'pneumonia_reference', 'pneumonia_drift']
+__all__ = ['STAT_FEATURES', 'REFERENCE_FILES', 'PCA_COMPONENTS', 'MIN_REFERENCE', 'MIN_KNOWN', 'NO_EMBEDDINGS', 'image_stats',
+           'Guard', 'Reference', 'profile_images', 'make_reference', 'with_real_sizes', 'save_reference', 'stat_tests',
+           'mmd_test', 'drift_tests', 'window_drift', 'DriftWindow', 'read_request_log', 'drift_figure',
+           'drift_headline', 'drift_advice', 'write_report', 'readable_images', 'images_window', 'pneumonia_reference',
+           'pneumonia_drift']
 
 # %% ../nbs/09_monitor.ipynb #22b663d9
 STAT_FEATURES = ('mean', 'std', 'p01', 'p05', 'p50', 'p95', 'p99', 'width', 'height', 'aspect')
@@ -107,8 +108,8 @@ def profile_images(model:torch.nn.Module, spec:dict, temperature:float, images:l
     return emb, pd.DataFrame([image_stats(im) for im in images]).assign(prob_pneumonia=apply_temperature(probs, temperature))
 
 # %% ../nbs/09_monitor.ipynb #97226127
-def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0.05, films:pd.DataFrame|None=None) -> Reference:
-    "The reference profile of the model in `model_dir` on `films` (`path`, `label` under `data`; by default its validation films, from `valid_predictions.csv`)."
+def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0.05, films:pd.DataFrame|None=None, sizes_from=None) -> Reference:
+    "The reference profile of the model in `model_dir` on `films` (`path`, `label` under `data`; by default its validation films, from `valid_predictions.csv`), their sizes from `sizes_from` if given."
     model_dir = Path(model_dir)
     model, spec = load_model(model_dir)
     decision = stored_decision(model_dir, spec)
@@ -120,6 +121,7 @@ def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0
     images = [read_xray(root/p) for p in progress(valid.path, 'reference films read')]
     emb, table = profile_images(model, spec, decision['temperature'], images, resolve_device(device), bs)
     table.insert(0, 'path', valid.path.values); table.insert(1, 'label', valid.label.values)
+    if sizes_from: table = with_real_sizes(table, sizes_from)
     guard = Guard(emb, target=target)
     table['ood_score'] = guard.score(emb)
     meta = dict(format='pneumonia_nb.reference/1', created=datetime.datetime.now().isoformat(timespec='seconds'), data=str(root), n=len(table),
@@ -127,12 +129,21 @@ def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0
                 embedding=dict(layer=f"input of the last linear layer ({type(embedding_layer(model)).__name__})", dim=emb.shape[1]),
                 guard=dict(method=Guard.method, threshold=guard.threshold, target_flag_rate=target,
                            calibration='95th percentile of 5-fold out-of-fold distances' if target == 0.05 else f'{1 - target:.0%} quantile of 5-fold out-of-fold distances'),
-                drift=dict(space=f'first {PCA_COMPONENTS} principal components of the reference embeddings'))
+                drift=dict(space=f'first {PCA_COMPONENTS} principal components of the reference embeddings'),
+                sizes=f'of the same films in {sizes_from} ({table.aspect.notna().sum()} found; the others unknown)' if sizes_from else f'as read from {root}')
     return Reference(emb, table, meta)
+
+# %% ../nbs/09_monitor.ipynb #5a1e0c12
+def with_real_sizes(table:pd.DataFrame, folder) -> pd.DataFrame:
+    "`table` (with `path`) whose width, height and aspect are those of the same-named films in `folder`, and empty where `folder` has none."
+    found = {f.name: f for f in expand_paths([folder])}
+    sizes = [Image.open(found[Path(p).name]).size if Path(p).name in found else (np.nan, np.nan) for p in table.path]   # the header only
+    w, h = np.array(sizes, float).T
+    return table.assign(width=w, height=h, aspect=np.round(w / h, 4))
 
 # %% ../nbs/09_monitor.ipynb #9491371c
 def save_reference(model_dir, data, force:bool=False, **kwargs) -> Reference:
-    "Make the reference profile of `model_dir` and store it there (an existing one is kept unless `force`)."
+    "Make the reference profile of `model_dir` and store it there (an existing one is kept unless `force`); `kwargs`: those of `make_reference`."
     if (Path(model_dir)/'reference.json').exists() and not force:
         raise FileExistsError(f"{model_dir} already has a reference profile; pass --force to make it again.")
     ref = make_reference(model_dir, data, **kwargs).save(model_dir)
@@ -140,15 +151,23 @@ def save_reference(model_dir, data, force:bool=False, **kwargs) -> Reference:
     return ref
 
 # %% ../nbs/09_monitor.ipynb #c17db4c3
+MIN_KNOWN = 30   # reference films whose statistic is known (sizes may be known for some only) below which it is not tested
+
+def _untested_why(known:pd.Series) -> str|None:
+    "Why a statistic with these known reference values is not tested, or None when it is."
+    if len(known) < MIN_KNOWN: return f'not tested: known for {len(known)} reference films (fewer than {MIN_KNOWN})'
+    return 'not tested: no spread in the reference' if known.nunique() < 2 else None
+
 def stat_tests(ref_table:pd.DataFrame, cur_table:pd.DataFrame, alpha:float) -> list[dict]:
-    "A Kolmogorov-Smirnov test per image statistic that varies in the reference, Bonferroni-corrected; the others reported untested."
-    tested = [f for f in STAT_FEATURES if ref_table[f].nunique() > 1]
-    out = []
+    "A Kolmogorov-Smirnov test per image statistic known for and varying in the reference, Bonferroni-corrected; the others reported untested, with why."
+    known = {f: ref_table[f].dropna() for f in STAT_FEATURES}
+    why = {f: _untested_why(known[f]) for f in STAT_FEATURES}
+    n_tested, out = sum(w is None for w in why.values()), []
     for f in STAT_FEATURES:
-        if f not in tested: out.append(dict(feature=f, test='not tested: no spread in the reference', tested=False, drift=False)); continue
-        k = stats.ks_2samp(ref_table[f], cur_table[f])
-        out.append(dict(feature=f, test='Kolmogorov-Smirnov', tested=True, statistic=float(k.statistic), p_value=float(k.pvalue),
-                        drift=bool(k.pvalue < alpha / 2 / len(tested))))
+        if why[f]: out.append(dict(feature=f, test=why[f], tested=False, drift=False)); continue
+        k = stats.ks_2samp(known[f], cur_table[f].dropna())
+        out.append(dict(feature=f, test=f'Kolmogorov-Smirnov ({len(known[f])} reference films)', tested=True, statistic=float(k.statistic),
+                        p_value=float(k.pvalue), drift=bool(k.pvalue < alpha / 2 / n_tested)))
     return out
 
 # %% ../nbs/09_monitor.ipynb #f7cb6bd8
@@ -165,13 +184,15 @@ def mmd_test(x:np.ndarray, y:np.ndarray, n_perm:int=500, seed:int=0) -> dict:
     return dict(test='MMD, permutation', statistic=float(mmd2[0]), p_value=float(((mmd2[1:] >= mmd2[0]).sum() + 1) / (n_perm + 1)), n_perm=n_perm)
 
 # %% ../nbs/09_monitor.ipynb #bb4579f0
-def drift_tests(ref_proj:np.ndarray, ref_table:pd.DataFrame, cur_proj:np.ndarray, cur_table:pd.DataFrame, threshold:float,
+NO_EMBEDDINGS = 'not tested: the window has no embeddings (a request log written without --log_embeddings)'
+
+def drift_tests(ref_proj:np.ndarray, ref_table:pd.DataFrame, cur_proj:np.ndarray|None, cur_table:pd.DataFrame, threshold:float,
                 alpha:float=0.05, n_perm:int=500, seed:int=0) -> dict:
-    "Embedding, image-statistic and prediction drift of a current window against the reference, with the verdicts."
-    emb = mmd_test(ref_proj, cur_proj, n_perm, seed)
+    "Embedding (where `cur_proj` is given), image-statistic and prediction drift of a current window against the reference, with the verdicts."
+    emb = mmd_test(ref_proj, cur_proj, n_perm, seed) if cur_proj is not None else dict(test=NO_EMBEDDINGS, statistic=None, p_value=None, n_perm=0)
     feats = stat_tests(ref_table, cur_table, alpha)
     n_stats = sum(f['tested'] for f in feats)
-    emb['drift'] = emb['p_value'] < alpha / 2
+    emb['drift'] = cur_proj is not None and emb['p_value'] < alpha / 2
     ks = stats.ks_2samp(ref_table.prob_pneumonia, cur_table.prob_pneumonia)
     share = lambda t: float(is_pneumonia(t.prob_pneumonia, threshold).mean())
     preds = dict(test='Kolmogorov-Smirnov on calibrated probabilities', statistic=float(ks.statistic), p_value=float(ks.pvalue),
@@ -183,8 +204,8 @@ def drift_tests(ref_proj:np.ndarray, ref_table:pd.DataFrame, cur_proj:np.ndarray
                 drifted_statistics=[f['feature'] for f in feats if f['drift']])
 
 # %% ../nbs/09_monitor.ipynb #bfe12f03
-def window_drift(ref:Reference, cur_proj:np.ndarray, cur_table:pd.DataFrame, **kwargs) -> dict:
-    "`drift_tests` of a window (projected embeddings and statistics table) against the reference `ref`."
+def window_drift(ref:Reference, cur_proj:np.ndarray|None, cur_table:pd.DataFrame, **kwargs) -> dict:
+    "`drift_tests` of a window (projected embeddings, or None, and statistics table) against the reference `ref`."
     return dict(drift_tests(ref.projection, ref.table, cur_proj, cur_table, ref.meta['threshold'], **kwargs), reference_id=ref.id,
                 out_of_distribution=int((cur_table.ood_score > ref.guard.threshold).sum()) if 'ood_score' in cur_table else None)
 
@@ -213,7 +234,7 @@ class DriftWindow:
 
 # %% ../nbs/09_monitor.ipynb #99ef33af
 def read_request_log(path, ref:Reference, last:int|None=None) -> tuple[np.ndarray, pd.DataFrame]:
-    "Projected embeddings and statistics of the readable images in a `pneumonia_serve` request log (the `last` ones)."
+    "Projected embeddings (None where the log holds none: served without `--log_embeddings`) and statistics of the readable images in a `pneumonia_serve` request log (the `last` ones)."
     rows, proj = [], []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         try: rec = json.loads(line)
@@ -222,24 +243,27 @@ def read_request_log(path, ref:Reference, last:int|None=None) -> tuple[np.ndarra
             raise ValueError(f"{path}, line {n}: written with reference {rec.get('reference_id')}, but this model's reference is {ref.id}; "
                              "report on the log with the model (and reference) that served it.")
         for r in rec['results']:
-            if 'embedding' in r: proj.append(r['embedding']); rows.append(dict(r['stats'], prob_pneumonia=r['prob_pneumonia'], ood_score=r['ood_score']))
+            if 'prob_pneumonia' in r: proj.append(r.get('embedding')); rows.append(dict(r['stats'], prob_pneumonia=r['prob_pneumonia'], ood_score=r['ood_score']))
     if not rows: raise ValueError(f"{path}: no readable image in the log.")
     last = last or len(rows)
-    return np.asarray(proj[-last:], np.float32), pd.DataFrame(rows[-last:])
+    proj = proj[-last:]
+    return (None if any(e is None for e in proj) else np.asarray(proj, np.float32)), pd.DataFrame(rows[-last:])
 
 # %% ../nbs/09_monitor.ipynb #a4511107
-def drift_figure(ref:Reference, cur_proj:np.ndarray, cur_table:pd.DataFrame):
-    "Reference against window: four image statistics, the probabilities and the first two embedding components."
+def drift_figure(ref:Reference, cur_proj:np.ndarray|None, cur_table:pd.DataFrame):
+    "Reference against window: four image statistics, the probabilities and the first two embedding components (the window's where it has them)."
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(2, 3, figsize=(11, 6))
     for ax, f in zip(axs.flat, ('mean', 'std', 'p50', 'aspect', 'prob_pneumonia')):
-        bins = np.histogram_bin_edges(np.concatenate([ref.table[f], cur_table[f]]), 20)
-        ax.hist(ref.table[f], bins, density=True, alpha=0.5, label=f'reference ({len(ref.table)})')
-        ax.hist(cur_table[f], bins, density=True, alpha=0.5, label=f'window ({len(cur_table)})'); ax.set_title(f)
+        r, w = ref.table[f].dropna(), cur_table[f].dropna()   # sizes may be known for some reference films only
+        bins = np.histogram_bin_edges(np.concatenate([r, w]), 20)
+        ax.hist(r, bins, density=True, alpha=0.5, label=f'reference ({len(r)})')
+        ax.hist(w, bins, density=True, alpha=0.5, label=f'window ({len(w)})'); ax.set_title(f)
     axs[0, 0].legend(fontsize=7)
     ax = axs.flat[5]
-    ax.scatter(*ref.projection[:, :2].T, s=6, alpha=0.4, label='reference'); ax.scatter(*cur_proj[:, :2].T, s=6, alpha=0.6, label='window')
-    ax.set(title='embeddings: principal components 1 and 2', xlabel='PC1', ylabel='PC2')
+    ax.scatter(*ref.projection[:, :2].T, s=6, alpha=0.4, label='reference')
+    if cur_proj is not None: ax.scatter(*cur_proj[:, :2].T, s=6, alpha=0.6, label='window')
+    ax.set(title='embeddings: principal components 1 and 2' + ('' if cur_proj is not None else '\n(the window has none: not logged)'), xlabel='PC1', ylabel='PC2')
     fig.tight_layout()
     return fig
 
@@ -275,12 +299,13 @@ def write_report(result:dict, fig, out) -> tuple[Path, Path]:
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90, bbox_inches='tight'); plt.close(fig)
     feats = pd.DataFrame(result['image_statistics']).to_html(index=False, float_format='%.4g')
     e, p = result['embeddings'], result['prediction_drift']
+    embeddings = e['test'] if e['p_value'] is None else f"{e['test']}: MMD² {e['statistic']:.4g}, p = {e['p_value']:.4g} ({e['n_perm']} permutations); drift: {e['drift']}"
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>Drift report: {drift_headline(result)}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head><body>
 <h1>Drift report: {drift_headline(result)}</h1>
 <p>{result['window']} images in the window against {result['reference']} reference images (reference {result['reference_id']}); made {result['created']} from {result['source']}.
 {result['rule']}. Out of distribution by the guard: {result['out_of_distribution']} of {result['window']}.</p>
-<h2>Embeddings</h2><p>{e['test']}: MMD² {e['statistic']:.4g}, p = {e['p_value']:.4g} ({e['n_perm']} permutations); drift: {e['drift']}.</p>
+<h2>Embeddings</h2><p>{embeddings}.</p>
 <h2>Image statistics</h2>{feats}
 <h2>Predictions</h2><p>{p['test']}: statistic {p['statistic']:.3g}, p = {p['p_value']:.3g}; predicted PNEUMONIA {p['share_pneumonia_current']:.1%} in the window,
 {p['share_pneumonia_reference']:.1%} in the reference; prediction drift: {p['drift']}.</p>
@@ -314,10 +339,11 @@ def pneumonia_reference(
     model:str='models/default', # Model folder (models/NAME or a run folder)
     data:str='data/raw/chest_xray', # The data folder the model was trained on (its validation films make the profile)
     force:bool=False, # Make it again if there is one
+    sizes_from:str=None, # Folder holding the same films at their real aspect (e.g. chest_xray_orig) when --data's copies were resized: sizes from there
     device:str='auto', # auto, cpu or cuda
 ):
     "Make a model's reference profile (embeddings, image statistics, guard) from its validation films."
-    try: ref = save_reference(model, data, force, device=device)
+    try: ref = save_reference(model, data, force, device=device, sizes_from=sizes_from)
     except (FileNotFoundError, FileExistsError, ValueError) as e: raise SystemExit(f"pneumonia_reference: {e}") from None
     print(f"reference {ref.id}: {len(ref.table)} validation images; guard threshold {ref.guard.threshold:.2f} "
           f"({ref.meta['guard']['calibration']}); written to {Path(model)/'reference.json'}")
@@ -349,7 +375,8 @@ def pneumonia_drift(
         paths = write_report(result, drift_figure(ref, proj, table), out)
     except (FileNotFoundError, FileExistsError, ValueError) as e: raise SystemExit(f"pneumonia_drift: {e}") from None
     e = result['embeddings']
-    print(f"{result['verdict']} ({drift_headline(result)}): {result['window']} images; embeddings MMD p={e['p_value']:.4f}; drifted statistics: "
+    mmd = 'not logged' if e['p_value'] is None else f"MMD p={e['p_value']:.4f}"
+    print(f"{result['verdict']} ({drift_headline(result)}): {result['window']} images; embeddings {mmd}; drifted statistics: "
           f"{', '.join(result['drifted_statistics']) or 'none'}; prediction drift: {result['prediction_drift']['drift']}; "
           f"out of distribution: {result['out_of_distribution']}")
     for advice in drift_advice(result): print(f"what to do: {advice}")

@@ -26,15 +26,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 import pneumonia_nb
 
 from .core import labels_at
-from .data import ImageProblem, Problem, expand_paths, is_dicom, read_dicom, read_xray
+from .data import ImageProblem, expand_paths, is_dicom, read_dicom, read_xray
 from .monitor import DriftWindow, image_stats
 from .predict import Detector
 
 # %% auto #0
 __all__ = ['LOG_NAMES', 'HTTP_CODES', 'BEARER', 'Film', 'REFUSALS', 'M_ARENA_MAX', 'ServiceMetrics', 'BodyLimit', 'Batcher',
-           'RequestLog', 'hashed_name', 'ServiceError', 'no_usable_image', 'header_pixels', 'decode', 'Service',
-           'read_api_keys', 'ErrorBody', 'Prediction', 'ServedModel', 'PredictResponse', 'refusals', 'create_app',
-           'app_from_env', 'limit_malloc_arenas', 'pneumonia_serve', 'load_test', 'pneumonia_loadtest']
+           'RequestLog', 'hashed_name', 'ServiceError', 'header_pixels', 'decode', 'Service', 'read_api_keys',
+           'ErrorBody', 'Prediction', 'ServedModel', 'PredictResponse', 'refusals', 'create_app', 'app_from_env',
+           'limit_malloc_arenas', 'pneumonia_serve', 'load_test', 'pneumonia_loadtest']
 
 # %% ../nbs/12_serve.ipynb #5ea030c3
 class ServiceMetrics:
@@ -161,12 +161,6 @@ class ServiceError(Exception):
     "A refusal: the HTTP `status`, an error `code` clients branch on, a `detail` for people, and `extra` fields for the body."
     def __init__(self, status:int, code:str, detail:str, **extra): super().__init__(detail); store_attr('status,code,detail,extra')
 
-# %% ../nbs/12_serve.ipynb #0cd3a1e2
-def no_usable_image(problems:list[ImageProblem], detail:str, **extra) -> ServiceError:
-    "The refusal of a request none of whose images could be used: 415 when none was an image at all, else 422."
-    status = 415 if all(p.code == Problem.not_an_image for p in problems) else 422
-    return ServiceError(status, 'no_usable_image', detail, **extra)
-
 # %% ../nbs/12_serve.ipynb #8a16bcf5
 def header_pixels(data:bytes) -> int:
     "The pixels an upload's image header (or DICOM Rows and Columns) declares, read without decoding (0 when it has no readable header)."
@@ -190,9 +184,10 @@ class Service:
     "One served model: its state and its HTTP handlers; `build_app()` makes the FastAPI app that serves it."
     def __init__(self, model_dir='models/default', max_body_mb:float=20, max_files:int=16, max_batch:int=32, max_wait_ms:float=10,
                  log_path=None, log_images=None, device:str='auto', window:int=200, min_window:int=25, log_max_mb:float=100, log_keep:int=5,
-                 log_names:str='hashed', api_keys=(), open_metrics:bool=False, url:str|None=None, max_megapixels:float=160):
+                 log_names:str='hashed', api_keys=(), open_metrics:bool=False, url:str|None=None, max_megapixels:float=160,
+                 log_embeddings:bool=False):
         if log_names not in LOG_NAMES: raise ValueError(f"log_names must be one of {LOG_NAMES}, got {log_names!r}")
-        store_attr('model_dir,max_body_mb,max_files,max_batch,max_wait_ms,device,min_window,log_names,open_metrics,url,max_megapixels')
+        store_attr('model_dir,max_body_mb,max_files,max_batch,max_wait_ms,device,min_window,log_names,open_metrics,url,max_megapixels,log_embeddings')
         self.window_size, self.metrics, self.log = window, ServiceMetrics(), RequestLog(log_path, log_images, log_max_mb, log_keep)
         self.api_keys, self.salt = [k.encode() for k in api_keys], os.environ.get('PNEUMONIA_LOG_SALT', '').encode() or secrets.token_bytes(16)
         self.detector = self.batcher = self.window = self.card = None
@@ -314,10 +309,11 @@ def answer(self:Service, name:str, size:int, stats:dict|None, problem:ImageProbl
 # %% ../nbs/12_serve.ipynb #8346b44c
 @patch
 def watch(self:Service, results:list[dict], proj:np.ndarray|None):
-    "Add the predicted images to the monitoring window (and their drift-space embeddings to their log rows)."
+    "Add the predicted images to the monitoring window (and, if `log_embeddings`, their drift-space embeddings to their log rows)."
     if proj is None: return
     done = [r for r in results if 'label' in r]
-    for r, e in zip(done, proj): r['embedding'] = np.round(e, 5).tolist()
+    if self.log_embeddings:
+        for r, e in zip(done, proj): r['embedding'] = np.round(e, 5).tolist()
     self.window.add(proj, [dict(r['stats'], prob_pneumonia=r['prob_pneumonia'], ood_score=r['ood_score']) for r in done])
 
 # %% ../nbs/12_serve.ipynb #8896b718
@@ -350,8 +346,11 @@ async def predict(self:Service, request:Request, files:list[Film] = File(..., mi
     if not self.ready: raise ServiceError(503, 'not_ready', 'the model is still loading')
     if len(files) > self.max_files:
         self.metrics.rejected.labels('too_many_files').inc()
-        raise ServiceError(413, 'too_many_files', f'{len(files)} files in one request; the limit is {self.max_files}')
+        raise ServiceError(422, 'too_many_files', f'{len(files)} files in one request; the limit is {self.max_files} (maxItems in the schema)')
     contents = [await f.read() for f in files]
+    if empty := [f.filename for f, c in zip(files, contents) if not c]:   # the schema's minLength 1, which FastAPI does not check
+        self.metrics.rejected.labels('empty').inc()
+        raise ServiceError(422, 'invalid_request', f"files: {len(empty)} empty upload(s) ({', '.join(map(str, empty))}); each file needs at least one byte")
     self.check_pixels(contents)
     decoded, assessed, proj = await self.assess(contents)
     rows = iter(assessed)
@@ -360,7 +359,6 @@ async def predict(self:Service, request:Request, files:list[Film] = File(..., mi
     self.watch(results, proj)
     self.log_request(rid, files, contents, results, time.perf_counter() - t0)
     public = [{k: v for k, v in r.items() if k not in ('stats', 'embedding')} for r in results]
-    if not assessed: raise no_usable_image([p for _, _, p in decoded], '; '.join(f"{r['filename']}: {r['problem']}" for r in results), results=public)
     return dict(request_id=rid, model=dict(id=self.detector.model_id, version=pneumonia_nb.__version__), results=public)
 
 # %% ../nbs/12_serve.ipynb #3d95f304
@@ -397,7 +395,7 @@ def monitor(self:Service):
 
 # %% ../nbs/12_serve.ipynb #80c56ab6
 class ErrorBody(BaseModel):
-    "The body of every refusal; `/predict`'s may add `results`, each upload's problem."
+    "The body of every refusal."
     model_config = ConfigDict(extra='allow')
     error: str
     detail: str
@@ -428,8 +426,8 @@ class PredictResponse(BaseModel):
     model: ServedModel
     results: list[Prediction]
 
-REFUSALS = {400: 'the body is not valid multipart form data', 401: 'no or a wrong API key', 404: 'no reference profile to monitor with', 413: 'body, file count or pixels over the limit',
-            415: 'no upload was an image', 422: 'no upload could be used, or the request does not match the schema', 503: 'the model is still loading'}
+REFUSALS = {400: 'the body is not valid multipart form data', 401: 'no or a wrong API key', 404: 'no reference profile to monitor with', 413: 'body or pixels over the limit',
+            422: 'the request does not match the schema (no files, an empty file, more files than maxItems)', 503: 'the model is still loading'}
 
 def refusals(*statuses:int, media_type:str|None=None) -> dict:
     "FastAPI `responses` documenting these refusal statuses with the project's error body (given as JSON also where the route answers `media_type`)."
@@ -449,14 +447,24 @@ def build_app(self:Service) -> FastAPI:
         app.add_exception_handler(exc, handler)
     keyed, key = ([Depends(self.authorize)], (401,)) if self.api_keys else ([], ())
     app.post('/predict', dependencies=keyed, response_model=PredictResponse, response_model_exclude_unset=True,
-             responses=refusals(400, *key, 413, 415, 422, 503))(self.predict)
+             responses=refusals(400, *key, 413, 422, 503))(self.predict)
     app.get('/health')(self.health)
     app.get('/ready', responses={503: dict(description='the model is still loading: {"ready": false, "model": null}')})(self.is_ready)
     app.get('/model', dependencies=keyed, responses=refusals(*key))(self.model_card)
     app.get('/monitor', dependencies=keyed, responses=refusals(*key, 404, 503))(self.monitor)
     app.get('/metrics', dependencies=[] if self.open_metrics else keyed, response_class=PlainTextResponse,
             responses=refusals(*(() if self.open_metrics else key), media_type='text/plain'))(self.prometheus)
+    app.openapi = self.schema_with_limits(app.openapi)
     return app
+
+@patch
+def schema_with_limits(self:Service, openapi):
+    "FastAPI's `openapi` with this service's file limit as the upload field's `maxItems` (a setting, so unknown where the route is declared)."
+    def schema() -> dict:
+        s = openapi()   # FastAPI's own, cached in `app.openapi_schema`: the limit is written into it once
+        s['components']['schemas']['Body_predict_predict_post']['properties']['files']['maxItems'] = self.max_files
+        return s
+    return schema
 
 # %% ../nbs/12_serve.ipynb #0071da3e
 def create_app(model_dir='models/default', **settings) -> FastAPI:
@@ -497,6 +505,7 @@ def pneumonia_serve(
     log_max_mb:float=float(os.environ.get('PNEUMONIA_LOG_MAX_MB', 100)), # Rotate the request log past this many MB (env PNEUMONIA_LOG_MAX_MB)
     log_keep:int=int(os.environ.get('PNEUMONIA_LOG_KEEP', 5)), # Rotated request logs to keep (env PNEUMONIA_LOG_KEEP)
     log_names:str=os.environ.get('PNEUMONIA_LOG_NAMES', 'hashed'), # Client file names in the log: hashed (salt: env PNEUMONIA_LOG_SALT) or raw
+    log_embeddings:bool=False, # Also log each film's 32 drift-space coordinates (image-derived): pneumonia_drift --log then tests embeddings too
     api_keys_file:str=None, # File of API keys, one per line, each at least 16 characters (with env PNEUMONIA_API_KEYS, comma-separated); none: no authentication
     open_metrics:bool=False, # Answer /metrics without an API key (a scraper on a trusted network)
     ssl_certfile:str=None, # TLS certificate (PEM): serve HTTPS
@@ -512,7 +521,7 @@ def pneumonia_serve(
     except (OSError, ValueError) as e: raise SystemExit(f"pneumonia_serve: API keys: {e}") from None
     settings = dict(model_dir=model, max_body_mb=max_body_mb, max_files=max_files, max_batch=max_batch, max_wait_ms=max_wait_ms, log_path=log or None,
                     log_images=log_images, device=device, window=window, log_max_mb=log_max_mb, log_keep=log_keep, log_names=log_names,
-                    api_keys=keys, open_metrics=open_metrics, url=f"{'https' if ssl_certfile else 'http'}://{host}:{port}", max_megapixels=max_megapixels)
+                    api_keys=keys, open_metrics=open_metrics, log_embeddings=log_embeddings, url=f"{'https' if ssl_certfile else 'http'}://{host}:{port}", max_megapixels=max_megapixels)
     limit_malloc_arenas()
     tls = dict(host=host, port=port, log_level='warning', ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     if workers == 1: return uvicorn.run(create_app(**settings), **tls)

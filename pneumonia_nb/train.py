@@ -311,7 +311,9 @@ def log_to_mlflow(run_dir, experiment:str='pneumonia_nb', uri:str|None=None) -> 
         'git_commit': str(env.get('commit')), 'git_dirty': str(env.get('dirty')), 'device': env['device'], 'run_dir': str(run_dir)}).info.run_id
     params = {**record['config'], 'split_sha256': record['split_sha256'], 'torch': env['torch'], 'fastai': env['fastai'], 'timm': env['timm']}
     now = int(time.time() * 1000)
-    final = [Metric(f'best_{k}', float(v['value'] if k == 'threshold' else v), now, 0) for k, v in (run_dir/'metrics.json').read_json().items()]
+    summary = (run_dir/'metrics.json').read_json()
+    final = [Metric(f'best_{k}', float(v['value'] if k == 'threshold' else v), now, 0) for k, v in summary.items() if k == 'threshold' or isinstance(v, (int, float))]
+    if why := summary.get('calibration_failed'): client.set_tag(run_id, 'calibration_failed', why[:5000])   # words, not a metric
     metrics = [*_history_metrics(pd.read_csv(run_dir/'history.csv')), *final]
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
     for i in range(0, len(metrics), 1000): client.log_batch(run_id, metrics=metrics[i:i+1000])

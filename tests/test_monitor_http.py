@@ -1,5 +1,6 @@
 "Monitoring over real HTTP (issue 12): `pneumonia_serve` with the committed default model flags foreign inputs, fills its window, and `pneumonia_drift` on its request log tells a validation window from a shifted one."
 import io, json, shutil
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -18,9 +19,9 @@ def jpeg(img):
 
 @pytest.fixture(scope='module')
 def served(tmp_path_factory):
-    "`pneumonia_serve` with models/default on a free 127.0.0.1 port, logging to a temporary file."
+    "`pneumonia_serve` with models/default on a free 127.0.0.1 port, logging to a temporary file with the embeddings (for the MMD test)."
     log = tmp_path_factory.mktemp('monitor')/'requests.jsonl'
-    with serving('--model', DEFAULT, '--log', log, '--window', '100') as (url, _): yield url, log
+    with serving('--model', DEFAULT, '--log', log, '--window', '100', '--log_embeddings') as (url, _): yield url, log
 
 
 def send(url, images):
@@ -39,8 +40,8 @@ def gauges(url):
 
 def test_guard_verdicts_monitor_and_drift_reports_from_the_request_log(served, shared, tmp_path):
     url, log = served
-    data = shared/'chest_xray_224'
-    films = [data/p for p in pd.read_csv(DEFAULT/'reference.csv').path.sample(100, random_state=0)]
+    orig = {f.name: f for f in (shared/'chest_xray_orig').rglob('*.jpeg')}   # validation films as a hospital sends them: real aspect
+    films = pd.Series([orig[Path(p).name] for p in pd.read_csv(DEFAULT/'reference.csv').path if Path(p).name in orig]).sample(100, random_state=0).tolist()
 
     noise = Image.effect_noise((256, 256), 60)
     foreign = send(url, [('noise.jpeg', jpeg(noise)), ('negative.jpeg', jpeg(Image.eval(Image.open(films[0]).convert('L'), lambda v: 255 - v)))])
@@ -52,6 +53,9 @@ def test_guard_verdicts_monitor_and_drift_reports_from_the_request_log(served, s
     calm = httpx.get(f'{url}/monitor').json()
     assert calm['window'] == 100 and calm['inputs_seen'] == 102 and calm['drift']['verdict'] == 'no drift'
     shutil.copy(log, tmp_path/'validation.jsonl')
+    aspect = {f['feature']: f for f in calm['drift']['image_statistics']}['aspect']
+    assert aspect['tested'] and not aspect['drift']   # issue 36: the reference knows the films' real aspect, so the cue is watched
+    squashed = [(f.name, (shared/'chest_xray_224'/'train'/f.parent.name/f.name).read_bytes()) for f in films]
 
     bright = send(url, [(f.name, jpeg(ImageEnhance.Brightness(Image.open(f).convert('L')).enhance(1.25))) for f in films])
     shifted = httpx.get(f'{url}/monitor').json()
@@ -69,6 +73,10 @@ def test_guard_verdicts_monitor_and_drift_reports_from_the_request_log(served, s
         assert (out/'drift.html').read_text().startswith('<!doctype html>') and verdict in proc.stdout
     again = run_cli('pneumonia_drift', '--model', DEFAULT, '--log', log, '--out', tmp_path/'shifted', check=False)
     assert again.returncode != 0 and 'already holds a drift report' in again.stderr
+
+    send(url, squashed)   # the same films squashed to 224 x 224: their aspect is the cue the data's README warns about
+    window = httpx.get(f'{url}/monitor').json()['drift']
+    assert window['verdict'] == 'drift' and 'aspect' in window['drifted_statistics'], window['drifted_statistics']
 
 
 def test_a_log_from_another_reference_is_refused(tmp_path, served):
