@@ -532,7 +532,7 @@ def pneumonia_serve(
 
 # %% ../nbs/12_serve.ipynb #609582bd
 async def load_test(url:str, images:list[bytes], clients:int=8, requests:int|None=200, seconds:float|None=None, timeout:float=60, transport=None) -> dict:
-    "Single-image predictions from `clients` concurrent clients until `requests` are sent or `seconds` have passed; throughput, latency percentiles, errors (`transport`: httpx's, e.g. an in-process app)."
+    "Single-image predictions from `clients` concurrent clients until `requests` are sent or `seconds` have passed; throughput, latency percentiles, errors (a refusal, or a film answered with a problem; `transport`: httpx's, e.g. an in-process app)."
     import httpx
     if requests is None and seconds is None: raise ValueError("load_test needs `requests`, `seconds` or both to know when to stop")
     latencies, errors = [], []
@@ -545,6 +545,7 @@ async def load_test(url:str, images:list[bytes], clients:int=8, requests:int|Non
                 try:
                     r = await http.post('/predict', files=[('files', (f'{i}.jpeg', images[i % len(images)], 'image/jpeg'))])
                     if r.status_code != 200: errors.append(f'{r.status_code}: {r.text[:200]}')
+                    elif problem := next((x['problem'] for x in r.json()['results'] if 'problem' in x), None): errors.append(f'200, not predicted: {problem}')
                 except httpx.HTTPError as e: errors.append(f'{type(e).__name__}: {e}')
                 latencies.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
