@@ -4,13 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #c0e00004
 from __future__ import annotations
-import datetime, hashlib, os, platform, socket, subprocess, sys, traceback, warnings
+import datetime, hashlib, importlib.metadata, os, platform, socket, subprocess, sys, traceback, warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 import fastcore.xtras  # noqa: F401  (patches Path.read_json and Path.write_json, used across the project)
+from crepes import ConformalClassifier
+from crepes.extras import hinge
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, logit
 from sklearn.metrics import (average_precision_score, brier_score_loss, confusion_matrix, log_loss,
@@ -25,11 +27,12 @@ import pneumonia_nb
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['DEVICES', 'CLASSES', 'TEMPERATURE_BOUNDS', 'THRESHOLD_RULE', 'shared_data', 'sha256_file', 'git_state',
-           'resolve_device', 'run_environment', 'record_failure', 'interactive', 'progress', 'warnings_as_lines',
-           'free_port', 'is_pneumonia', 'labels_at', 'expected_calibration_error', 'binary_metrics', 'choose_threshold',
-           'check_rule', 'threshold_for', 'apply_temperature', 'fit_temperature', 'CalibrationWarning',
-           'calibration_fit', 'decision_rule']
+__all__ = ['DEVICES', 'CLASSES', 'DECISIONS', 'UNSAFE_WARNINGS', 'TEMPERATURE_BOUNDS', 'THRESHOLD_RULE', 'shared_data',
+           'sha256_file', 'git_state', 'resolve_device', 'run_environment', 'record_failure', 'interactive', 'progress',
+           'warnings_as_lines', 'free_port', 'is_pneumonia', 'labels_at', 'decisions_at', 'triage_text',
+           'triage_metrics', 'check_alpha', 'fit_triage', 'expected_calibration_error', 'binary_metrics',
+           'choose_threshold', 'check_rule', 'threshold_for', 'apply_temperature', 'fit_temperature',
+           'CalibrationWarning', 'calibration_fit', 'decision_rule']
 
 # %% ../nbs/00_core.ipynb #c0e00006
 def shared_data() -> Path:
@@ -123,6 +126,72 @@ def is_pneumonia(probs, threshold:float) -> np.ndarray:
 def labels_at(probs, threshold:float) -> np.ndarray:
     "The class name (`NORMAL` or `PNEUMONIA`) of each probability at `threshold`."
     return np.where(is_pneumonia(probs, threshold), CLASSES[1], CLASSES[0])
+
+# %% ../nbs/00_core.ipynb #237d38b5
+DECISIONS = (*CLASSES, 'REFER')
+UNSAFE_WARNINGS = ('modality', 'body_part', 'view', 'age')   # every DICOM warning of 01_data: each voids exchangeability with the site's films
+
+def _unsafe(warned) -> bool:
+    "True when a film's warnings (a list of codes, or a comma-separated string of them) include one of `UNSAFE_WARNINGS`."
+    codes = warned.split(',') if isinstance(warned, str) else (warned or [])
+    return any(c in UNSAFE_WARNINGS for c in codes)
+
+# the guard's verdict: True, False, or None/NaN where the model has no reference profile (v == v is False for NaN)
+def decisions_at(probs, threshold:float, triage:dict|None=None, in_distribution=None, warnings=None) -> np.ndarray:
+    "`NORMAL`, `PNEUMONIA` or `REFER` for each calibrated probability: the two-way label without a `triage`, else its conformal sets, REFER where unsafe."
+    p = np.asarray(probs, float)
+    if triage is None: return labels_at(p, threshold).astype(object)
+    pneumonia, normal = p >= triage['pneumonia_from'], p <= triage['normal_upto']
+    out = np.select([pneumonia & ~normal, normal & ~pneumonia], list(CLASSES[::-1]), 'REFER').astype(object)
+    ood = np.array([v is not None and v == v and not v for v in in_distribution], bool) if in_distribution is not None else np.zeros(len(p), bool)
+    unsafe = np.array([_unsafe(w) for w in warnings], bool) if warnings is not None else np.zeros(len(p), bool)
+    out[ood | unsafe] = 'REFER'
+    return out
+
+# %% ../nbs/00_core.ipynb #2ad3e60d
+def triage_text(triage:dict) -> str:
+    "The triage's rule in words: where NORMAL, REFER and PNEUMONIA lie on the calibrated probability."
+    lo, hi = triage['pneumonia_from'], triage['normal_upto']
+    if hi >= lo: return f"NORMAL when p < {lo:.4f}, REFER from {lo:.4f} to {hi:.4f} (both classes in the set), PNEUMONIA above {hi:.4f}"
+    return f"NORMAL up to {hi:.4f}, REFER between {hi:.4f} and {lo:.4f} (neither class in the set), PNEUMONIA from {lo:.4f}"
+
+# %% ../nbs/00_core.ipynb #e250a26e
+def triage_metrics(labels, decisions) -> dict:
+    "`referral_rate`, `accuracy_decided`, `missed_pneumonia` (of all pneumonia films) and `healthy_called_pneumonia` (of all healthy films)."
+    y, d = np.asarray(labels).astype(bool), np.asarray(decisions, object)
+    decided = d != 'REFER'
+    right = (d == 'PNEUMONIA') == y
+    return dict(referral_rate=float((~decided).mean()), accuracy_decided=float(right[decided].mean()) if decided.any() else float('nan'),
+                missed_pneumonia=float((d[y] == 'NORMAL').mean()) if y.any() else float('nan'),
+                healthy_called_pneumonia=float((d[~y] == 'PNEUMONIA').mean()) if (~y).any() else float('nan'))
+
+# %% ../nbs/00_core.ipynb #d6eed6c4
+def check_alpha(alpha:float, n:dict) -> float:
+    "`alpha` if a conformal set can leave out a class at that error rate with `n` (class: films) to fit on, else a ValueError saying why."
+    if not 0 < alpha < 1: raise ValueError(f"--refer {alpha}: the error rate must lie between 0 and 1 (e.g. 0.05).")
+    for c, k in n.items():
+        if alpha * (k + 1) <= 1:
+            raise ValueError(f"--refer {alpha}: {k} {c} films cannot support it (with n films of a class the smallest error rate is above "
+                             f"1/(n + 1) = {1 / (k + 1):.3f}); choose a larger one or label more films.")
+    return alpha
+
+# %% ../nbs/00_core.ipynb #3b26ef80
+def _in_set(cc:ConformalClassifier, probs, cls:int, alpha:float) -> np.ndarray:
+    "Whether class `cls` is in the conformal set of each calibrated PNEUMONIA probability in `probs`, as crepes decides."
+    q = np.asarray(probs, float)
+    sets = cc.predict_set(hinge(np.c_[1 - q, q]), bins=np.full(len(q), cls), confidence=1 - alpha, smoothing=False)
+    return sets[:, cls].astype(bool)
+
+def fit_triage(labels, probs, alpha:float) -> dict:
+    "Mondrian (class-conditional) split-conformal cut-offs on calibrated `probs` at error rate `alpha`, by crepes: `pneumonia_from`, `normal_upto`."
+    y, p = np.asarray(labels).astype(int), np.asarray(probs, float)
+    check_alpha(alpha, {c: int((y == i).sum()) for i, c in enumerate(CLASSES)})
+    cc = ConformalClassifier().fit(hinge(np.c_[1 - p, p], np.arange(2), y), bins=y)
+    pneumonia, normal = p[y == 1], p[y == 0]
+    return dict(alpha=alpha, pneumonia_from=float(pneumonia[_in_set(cc, pneumonia, 1, alpha)].min()),
+                normal_upto=float(normal[_in_set(cc, normal, 0, alpha)].max()),
+                method='Mondrian (class-conditional) split-conformal classification; hinge score 1 - p(class); non-smoothed p-values',
+                library='crepes', version=importlib.metadata.version('crepes'), n_normal=int((y == 0).sum()), n_pneumonia=int((y == 1).sum()))
 
 # %% ../nbs/00_core.ipynb #c0e00016
 def expected_calibration_error(labels, probs, n_bins:int=15) -> float:

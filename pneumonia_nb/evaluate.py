@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from .core import CLASSES, apply_temperature, binary_metrics, is_pneumonia, progress, resolve_device, sha256_file
+from .core import (CLASSES, apply_temperature, binary_metrics, decisions_at, fit_triage, is_pneumonia, labels_at, progress,
+                               resolve_device, sha256_file, triage_metrics)
 from fastai.callback.hook import hook_output
 from fastcore.script import call_parse
 from scipy.stats import spearmanr
@@ -26,9 +27,10 @@ from .data import find_data_root, read_xray, subset_images
 from .models import load_model, model_outputs, model_pipeline, stored_decision
 
 # %% auto #0
-__all__ = ['PLOTS', 'SMOKE_TRAIN_FILMS', 'bootstrap_report', 'tta_views', 'predict_images', 'save_plots', 'cam_layer', 'grad_cam',
-           'pick_cases', 'cam_figure', 'wrap_name', 'save_gradcam', 'eval_dir', 'evaluate_run', 'aspect_cue',
-           'format_report', 'run_summary', 'pneumonia_eval']
+__all__ = ['PLOTS', 'TRIAGE_ALPHAS', 'SMOKE_TRAIN_FILMS', 'bootstrap_report', 'triage_report', 'tta_views', 'predict_images',
+           'save_plots', 'cam_layer', 'grad_cam', 'pick_cases', 'cam_figure', 'wrap_name', 'save_gradcam', 'eval_dir',
+           'evaluate_run', 'aspect_cue', 'triage_sweep', 'triage_figure', 'format_report', 'run_summary',
+           'pneumonia_eval']
 
 # %% ../nbs/05_evaluate.ipynb #8e693109
 def bootstrap_report(labels, probs, threshold:float, n_boot:int=1000, seed:int=0) -> dict:
@@ -41,6 +43,14 @@ def bootstrap_report(labels, probs, threshold:float, n_boot:int=1000, seed:int=0
         if 0 < y[i].sum() < len(i): reps.append(binary_metrics(y[i], p[i], threshold))
     reps = pd.DataFrame(reps)
     return {k: dict(value=float(v), ci95=[float(reps[k].quantile(0.025)), float(reps[k].quantile(0.975))]) for k, v in point.items()}
+
+# %% ../nbs/05_evaluate.ipynb #3811914c
+def triage_report(labels, decisions, n_boot:int=1000, seed:int=0) -> dict:
+    "`triage_metrics` (`00_core`) with a 95% percentile bootstrap interval for each: {name: {'value', 'ci95'}}."
+    y, d = np.asarray(labels).astype(int), np.asarray(decisions, object)
+    rng = np.random.default_rng(seed)
+    reps = pd.DataFrame([triage_metrics(y[i], d[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(n_boot))])
+    return {k: dict(value=v, ci95=[float(reps[k].quantile(0.025)), float(reps[k].quantile(0.975))]) for k, v in triage_metrics(y, d).items()}
 
 # %% ../nbs/05_evaluate.ipynb #15ba0a10
 def tta_views(x:torch.Tensor, spec:dict) -> list[torch.Tensor]:
@@ -183,14 +193,16 @@ def evaluate_run(model_dir, data, subset:str='test', tta:bool=False, n_boot:int=
     out.mkdir(parents=True, exist_ok=True)
     preds['prob_uncalibrated'] = predict_images(model, spec, root, preds, bs, dev, tta)
     preds.insert(2, 'prob_pneumonia', apply_temperature(preds.prob_uncalibrated, decision['temperature']))
-    preds.to_csv(out/'predictions.csv', index=False)
     y, p, threshold = (preds.label == 'PNEUMONIA').to_numpy(), preds.prob_pneumonia.to_numpy(), decision['threshold']['value']
+    preds.insert(3, 'predicted', labels_at(p, threshold)); preds.insert(4, 'decision', decisions_at(p, threshold, decision['triage']))
+    preds.to_csv(out/'predictions.csv', index=False)
     raw = binary_metrics(y, preds.prob_uncalibrated, threshold)
     report = dict(run=model_dir.name, subset=subset, data=str(root), n=len(preds), n_pneumonia=int(y.sum()), tta=tta, **decision,
                   at_threshold=bootstrap_report(y, p, threshold, n_boot, seed), at_0_5=bootstrap_report(y, p, 0.5, n_boot, seed),
                   uncalibrated=dict(ece=raw['ece'], brier=raw['brier']),
                   bootstrap=dict(resamples=n_boot, seed=seed, interval='95% percentile'),
                   model_sha256=sha256_file(model_dir/'model.safetensors'))
+    if decision['triage']: report.update(_triage_part(model_dir, decision['triage'], y, p, preds.decision, out, n_boot, seed))
     save_plots(preds, threshold, out)
     if cams: save_gradcam(model, spec, root, pick_cases(preds, threshold), out, dev)
     (out/'metrics.json').write_json(report, indent=2)
@@ -206,6 +218,37 @@ def aspect_cue(preds:pd.DataFrame, manifest) -> pd.DataFrame:
             for c in CLASSES]
     return pd.DataFrame(rows).set_index('label')
 
+# %% ../nbs/05_evaluate.ipynb #8c6ce046
+TRIAGE_ALPHAS = (0.01, 0.02, 0.05, 0.1, 0.2)
+
+def triage_sweep(fit_labels, fit_probs, labels, probs, alphas=TRIAGE_ALPHAS) -> pd.DataFrame:
+    "`triage_metrics` on (`labels`, `probs`) of the triage fitted on (`fit_labels`, `fit_probs`) at each of `alphas` the fitting films support."
+    y = np.asarray(fit_labels).astype(int)
+    least = min(int((y == 0).sum()), int((y == 1).sum()))
+    rows = [dict(alpha=a, **triage_metrics(labels, decisions_at(probs, 0.5, fit_triage(y, fit_probs, a)))) for a in alphas if a * (least + 1) > 1]
+    return pd.DataFrame(rows, columns=['alpha', 'referral_rate', 'accuracy_decided', 'missed_pneumonia', 'healthy_called_pneumonia'])
+
+# %% ../nbs/05_evaluate.ipynb #7e21d78d
+def triage_figure(sweep:pd.DataFrame, alpha:float|None=None) -> plt.Figure:
+    "The two error rates against the share referred, one point per α of `sweep` (the stored `alpha` ringed)."
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for k, name in (('missed_pneumonia', 'pneumonia called NORMAL (of pneumonia films)'), ('healthy_called_pneumonia', 'healthy called PNEUMONIA (of healthy films)')):
+        ax.plot(sweep.referral_rate, sweep[k], 'o-', label=name)
+    for r in sweep.itertuples():
+        ax.annotate(f'α {r.alpha:g}', (r.referral_rate, max(r.missed_pneumonia, r.healthy_called_pneumonia)), textcoords='offset points', xytext=(3, 5), fontsize=7)
+        if r.alpha == alpha: ax.axvline(r.referral_rate, c='grey', ls=':', label=f'stored α {alpha:g}')
+    ax.set(xlabel='referred to a radiologist (share of all films)', ylabel='error rate', title='triage: errors against referrals as α varies')
+    ax.legend(fontsize=7); fig.tight_layout()
+    return fig
+
+# %% ../nbs/05_evaluate.ipynb #4236a87f
+def _triage_part(model_dir:Path, triage:dict, y, p, decisions, out:Path, n_boot:int, seed:int) -> dict:
+    "The report's `at_triage` (with intervals) and `triage_sweep`, and `out/triage.png`, for a model folder that stores a triage."
+    fit = pd.read_csv(model_dir/'valid_predictions.csv')   # the films that chose the stored triage
+    sweep = triage_sweep(fit.label == 'PNEUMONIA', fit.prob_pneumonia, y, p)
+    fig = triage_figure(sweep, triage['alpha']); fig.savefig(out/'triage.png', dpi=100); plt.close(fig)
+    return dict(at_triage=triage_report(y, decisions, n_boot, seed), triage_sweep=sweep.to_dict('records'))
+
 # %% ../nbs/05_evaluate.ipynb #463e1d57
 def format_report(report:dict) -> str:
     "A plain-text table of the report: each metric with its interval, at the chosen threshold and at 0.5."
@@ -213,8 +256,11 @@ def format_report(report:dict) -> str:
     rows = {m: [f"{report[k][m]['value']:.3f} [{report[k][m]['ci95'][0]:.3f}, {report[k][m]['ci95'][1]:.3f}]" for k in ('at_threshold', 'at_0_5')]
             for m in report['at_threshold']}
     table = pd.DataFrame(rows, index=[f'threshold {t:.3f} (stored)', 'threshold 0.5']).T
-    return (f"{report['run']} on {report['subset']} ({report['n']} images, {report['n_pneumonia']} pneumonia)"
+    text = (f"{report['run']} on {report['subset']} ({report['n']} images, {report['n_pneumonia']} pneumonia)"
             f"{', TTA' if report['tta'] else ''}; 95% bootstrap intervals\n{table.to_string()}")
+    if 'at_triage' not in report: return text
+    tri = '; '.join(f"{k.replace('_', ' ')} {v['value']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" for k, v in report['at_triage'].items())
+    return f"{text}\ntriage at alpha {report['triage']['alpha']:g} (chosen on {report['triage']['chosen_on']}): {tri}"
 
 # %% ../nbs/05_evaluate.ipynb #2b0252d5
 SMOKE_TRAIN_FILMS = 1000   # fewer training films than this make a smoke test of the pipeline, not a model (the full split: 4716)

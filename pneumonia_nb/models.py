@@ -166,15 +166,15 @@ def model_pipeline(spec:dict, root=None, bs:int=64, device=None) -> DataLoaders:
 
 # %% ../nbs/03_models.ipynb #15e9b0a4
 def stored_decision(model_dir, spec:dict) -> dict:
-    "The model's temperature (with `calibration_failed` where its fit failed) and threshold: from `model.json`, or recomputed from an older run's `valid_predictions.csv`."
+    "The model's temperature (with `calibration_failed` where its fit failed), threshold and `triage` (None without one): from `model.json`, or recomputed from an older run's `valid_predictions.csv`."
     if 'threshold' in spec:
         why = {'calibration_failed': spec['calibration_failed']} if 'calibration_failed' in spec else {}   # a temperature fit that failed, said where the decision is shown
-        return dict(temperature=spec.get('temperature', 1.0), **why, threshold=dict(spec['threshold'], source='model.json'))
+        return dict(temperature=spec.get('temperature', 1.0), **why, threshold=dict(spec['threshold'], source='model.json'), triage=spec.get('triage'))
     f = Path(model_dir)/'valid_predictions.csv'
     if not f.is_file(): raise FileNotFoundError(f"{model_dir}: model.json holds no threshold and there is no valid_predictions.csv to choose one from.")
     v = pd.read_csv(f)
     rule = decision_rule(v.label == 'PNEUMONIA', v['prob_uncalibrated'] if 'prob_uncalibrated' in v else v.prob_pneumonia)   # older runs: one column
-    return dict(temperature=rule['temperature'], threshold=dict(rule['threshold'], source='recomputed from valid_predictions.csv'))
+    return dict(temperature=rule['temperature'], threshold=dict(rule['threshold'], source='recomputed from valid_predictions.csv'), triage=None)
 
 # %% ../nbs/03_models.ipynb #992c5816
 def embedding_layer(model:nn.Module) -> nn.Linear:

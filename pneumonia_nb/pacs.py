@@ -22,20 +22,22 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, write_to_te
 from pydicom.sr.codedict import codes
 
 import pneumonia_nb
-from .core import free_port, labels_at
+from .core import decisions_at, free_port, labels_at
 from .data import FILM_MODALITIES, ImageProblem, read_xray
 from .predict import Detector, cam_overlay
 from .serve import RequestLog
 
 # %% auto #0
-__all__ = ['SCHEME', 'FINDINGS', 'PROBABILITY', 'THRESHOLD', 'GUARD', 'WARNINGS', 'SOURCE', 'COMMENT', 'NOT_FOR_DIAGNOSIS',
-           'UNITLESS', 'NOT_IMAGES', 'NOT_REPORTED', 'STUDY_UID', 'SERIES_UID', 'SOP_UID', 'MODALITY', 'DONE',
-           'ORTHANC_DICOMWEB', 'guard_text', 'result_sr', 'sr_result', 'overlay_sc', 'film_result', 'PacsUnreachable',
-           'PacsWatcher', 'local_orthanc', 'poll_line', 'pneumonia_pacs']
+__all__ = ['SCHEME', 'FINDINGS', 'REVIEW', 'PROBABILITY', 'THRESHOLD', 'GUARD', 'WARNINGS', 'SOURCE', 'COMMENT',
+           'NOT_FOR_DIAGNOSIS', 'UNITLESS', 'NOT_IMAGES', 'NOT_REPORTED', 'STUDY_UID', 'SERIES_UID', 'SOP_UID',
+           'MODALITY', 'DONE', 'ORTHANC_DICOMWEB', 'guard_text', 'result_sr', 'sr_result', 'overlay_sc', 'film_result',
+           'PacsUnreachable', 'PacsWatcher', 'local_orthanc', 'poll_line', 'pneumonia_pacs']
 
 # %% ../nbs/14_pacs.ipynb #a1967ea3
 SCHEME = '99PNEUMONIANB'   # private coding scheme: concepts DICOM and SNOMED have no code for
-FINDINGS = {'PNEUMONIA': CodedConcept('233604007', 'SCT', 'Pneumonia'), 'NORMAL': CodedConcept('17621005', 'SCT', 'Normal')}
+FINDINGS = {'PNEUMONIA': CodedConcept('233604007', 'SCT', 'Pneumonia'), 'NORMAL': CodedConcept('17621005', 'SCT', 'Normal'),
+            'REFER': CodedConcept('82334004', 'SCT', 'Indeterminate')}   # REFER: the triage (or the guard) leaves the film to a radiologist
+REVIEW = CodedConcept('128201', 'DCM', 'For Physician Review')   # the recommendation that goes with an indeterminate finding
 PROBABILITY = CodedConcept('prob_pneumonia', SCHEME, 'Calibrated probability of pneumonia')
 THRESHOLD = CodedConcept('threshold', SCHEME, 'Decision threshold')
 GUARD = CodedConcept('guard', SCHEME, 'Out-of-distribution guard')
@@ -54,7 +56,8 @@ def guard_text(in_distribution) -> str:
 def _items(film:pydicom.Dataset, result:dict, model_id:str) -> list:
     "The report's content items, in reading order."
     c, num = RelationshipTypeValues.CONTAINS, lambda name, v: NumContentItem(name=name, value=round(float(v), 6), unit=UNITLESS, relationship_type=RelationshipTypeValues.CONTAINS)
-    items = [CodeContentItem(name=codes.DCM.Finding, value=FINDINGS[result['label']], relationship_type=c),
+    items = [CodeContentItem(name=codes.DCM.Finding, value=FINDINGS[result['decision']], relationship_type=c),
+             *([CodeContentItem(name=codes.DCM.Recommendation, value=REVIEW, relationship_type=c)] if result['decision'] == 'REFER' else []),
              num(PROBABILITY, result['prob_pneumonia']), num(THRESHOLD, result['threshold']),
              TextContentItem(name=codes.DCM.AlgorithmName, value=model_id, relationship_type=c),
              TextContentItem(name=codes.DCM.AlgorithmVersion, value=f'pneumonia_nb {pneumonia_nb.__version__}', relationship_type=c),
@@ -70,7 +73,7 @@ def _evidence(film:pydicom.Dataset) -> pydicom.Dataset:
     return evidence
 
 def result_sr(film:pydicom.Dataset, result:dict, model_id:str) -> hd.sr.ComprehensiveSR:
-    "A Comprehensive SR in `film`'s study holding `result` (`label`, `prob_pneumonia`, `threshold`, `in_distribution`, `warnings`) and a reference to `film`."
+    "A Comprehensive SR in `film`'s study holding `result` (`decision`, `prob_pneumonia`, `threshold`, `in_distribution`, `warnings`) and a reference to `film`."
     root = ContainerContentItem(name=CodedConcept('18748-4', 'LN', 'Diagnostic imaging report'))
     root.ContentSequence = _items(film, result, model_id)
     return hd.sr.ComprehensiveSR(evidence=[_evidence(film)], content=root, series_instance_uid=pydicom.uid.generate_uid(), series_number=9801,
@@ -79,10 +82,11 @@ def result_sr(film:pydicom.Dataset, result:dict, model_id:str) -> hd.sr.Comprehe
 
 # %% ../nbs/14_pacs.ipynb #ab693c5e
 def sr_result(ds:pydicom.Dataset) -> dict:
-    "The answer stored in an SR made by `result_sr`: `label`, `prob_pneumonia`, `threshold`, `model`, `guard`, `warnings`, `source_uid`."
+    "The answer stored in an SR made by `result_sr`: `decision`, `label` (at the threshold), `prob_pneumonia`, `threshold`, `model`, `guard`, `warnings`, `source_uid`."
     items = {ci.name.meaning: ci for ci in hd.sr.ComprehensiveSR.from_dataset(ds, copy=True).content[0].ContentSequence}
-    label = next(k for k, v in FINDINGS.items() if v.meaning == items['Finding'].value.meaning)
-    return dict(label=label, prob_pneumonia=float(items[PROBABILITY.meaning].value), threshold=float(items[THRESHOLD.meaning].value),
+    decision = next(k for k, v in FINDINGS.items() if v == items['Finding'].value)
+    p, t = float(items[PROBABILITY.meaning].value), float(items[THRESHOLD.meaning].value)
+    return dict(decision=decision, label=str(labels_at([p], t)[0]), prob_pneumonia=p, threshold=t,
                 model=items['Algorithm Name'].value, guard=items[GUARD.meaning].value,
                 warnings=items[WARNINGS.meaning].value.split(', ') if WARNINGS.meaning in items else [], source_uid=items[SOURCE.meaning].value[1])
 
@@ -103,14 +107,15 @@ NOT_IMAGES = ('SR', 'PR', 'KO')         # reports, presentation states, key-obje
 NOT_REPORTED = ('modality', 'body_part')   # warnings that mean the film is not a chest film at all
 
 def film_result(detector:Detector, film:pydicom.Dataset) -> dict:
-    "`outcome` 'reported' with the answer (`label`, `prob_pneumonia`, ...), or 'skipped'/'refused' with a `code` and a `reason`."
+    "`outcome` 'reported' with the answer (`decision`, `label`, `prob_pneumonia`, ...), or 'skipped'/'refused' with a `code` and a `reason`."
     try: img = read_xray(film)
     except ImageProblem as e: return dict(outcome='refused', code=e.code.value, reason=str(e))
     warned = img.info['dicom']['warnings']
     if stop := [w for w in warned if w['code'] in NOT_REPORTED]: return dict(outcome='skipped', code=stop[0]['code'], reason=stop[0]['detail'])
     a = detector.assess([img])[0].iloc[0]
-    p, guarded = float(a.prob_pneumonia), a.in_distribution is not None
-    return dict(outcome='reported', label=str(labels_at([p], detector.threshold)[0]), prob_pneumonia=round(p, 6), threshold=detector.threshold,
+    p, guarded, codes_ = float(a.prob_pneumonia), a.in_distribution is not None, [w['code'] for w in warned]
+    decision = str(decisions_at([p], detector.threshold, detector.triage, [a.in_distribution], [codes_])[0])
+    return dict(outcome='reported', decision=decision, label=str(labels_at([p], detector.threshold)[0]), prob_pneumonia=round(p, 6), threshold=detector.threshold,
                 in_distribution=bool(a.in_distribution) if guarded else None, warnings=[w['code'] for w in warned])
 
 # %% ../nbs/14_pacs.ipynb #3b084205
@@ -181,7 +186,7 @@ def handle(self:PacsWatcher, f:dict) -> dict:
 def store(self:PacsWatcher, film:pydicom.Dataset, res:dict) -> dict:
     "Store the report (and the overlay, if asked) in the film's study: `res` with their UIDs, or a failed outcome if the PACS refused them."
     made = [result_sr(film, res, self.detector.model_id)]
-    if self.overlay: made.append(overlay_sc(film, cam_overlay(self.detector, read_xray(film), f"{res['label']} p={res['prob_pneumonia']:.2f} (threshold {res['threshold']:.2f})")))
+    if self.overlay: made.append(overlay_sc(film, cam_overlay(self.detector, read_xray(film), f"{res['decision']} p={res['prob_pneumonia']:.2f} (threshold {res['threshold']:.2f})")))
     self.state['own_series'] += [str(d.SeriesInstanceUID) for d in made[1:]]
     self.save_state()   # before storing: after a crash an overlay must not be taken for a film
     try: self.client.store_instances(made)
@@ -234,14 +239,14 @@ def local_orthanc(folder, port:int|None=None):
 
 # %% ../nbs/14_pacs.ipynb #93359263
 def poll_line(done:list[dict]) -> str:
-    "`N new films: a reported (b PNEUMONIA, c NORMAL), d skipped (code n, ...), e refused (...), f failed; s per reported film`."
-    df = pd.DataFrame(done, columns=['outcome', 'code', 'label', 'seconds'])
+    "`N new films: a reported (b PNEUMONIA, c NORMAL[, r REFER]), d skipped (code n, ...), e refused (...), f failed; s per reported film`."
+    df = pd.DataFrame(done, columns=['outcome', 'code', 'decision', 'seconds'])
     if df.empty: return 'no new films'
     rep, parts = df[df.outcome == 'reported'], []
     for outcome in ('reported', 'skipped', 'refused', 'failed'):
         sub = df[df.outcome == outcome]
         if not len(sub): continue
-        detail = sub.label if outcome == 'reported' else sub.code
+        detail = sub.decision if outcome == 'reported' else sub.code
         parts.append(f"{len(sub)} {outcome} (" + ', '.join(f'{k} {v}' for k, v in sorted(detail.value_counts().items())) + ')')
     timing = f"; {rep.seconds.mean():.2f} s per reported film" if len(rep) else ''
     return f"{len(df)} new films: " + ', '.join(parts) + timing

@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from fastcore.script import Param, call_parse
 from PIL import Image
 
-from .core import apply_temperature, labels_at, resolve_device, sha256_file, warnings_as_lines
+from .core import apply_temperature, decisions_at, labels_at, resolve_device, sha256_file, warnings_as_lines
 from .data import ImageProblem, expand_paths, read_xray
 from .evaluate import cam_figure, grad_cam
 from .models import load_model, model_outputs, model_pipeline, stored_decision
@@ -51,7 +51,7 @@ class Detector:
         self.model, self.spec, self.model_dir, self.device = model.to(device).to(memory_format=torch.channels_last).eval(), spec, Path(model_dir), device
         self.reference = reference
         decision = stored_decision(model_dir, spec)
-        self.threshold, self.temperature = decision['threshold']['value'], decision['temperature']
+        self.threshold, self.temperature, self.triage = decision['threshold']['value'], decision['temperature'], decision['triage']
         self.model_id = f"{self.model_dir.resolve().name}@{sha256_file(self.model_dir/spec['weights'])[:12]}"
         self.pipeline = model_pipeline(spec, device=device)
 
@@ -77,15 +77,16 @@ def assess(self:Detector, images:list[Image.Image], bs:int=32) -> tuple[pd.DataF
 # %% ../nbs/11_predict.ipynb #6137b07f
 @patch
 def predict(self:Detector, images, bs:int=32) -> pd.DataFrame:
-    "One row per input (paths, folders, bytes, PIL images, arrays; DICOM or not): `path`, `prob_pneumonia`, `label`, `in_distribution`, `ood_score`, `threshold`, `model`, `warnings`, `problem`."
+    "One row per input (paths, folders, bytes, PIL images, arrays; DICOM or not): `path`, `prob_pneumonia`, `label`, `decision`, `in_distribution`, `ood_score`, `threshold`, `model`, `warnings`, `problem`."
     items = expand_paths(images) if all(isinstance(i, (str, Path)) for i in images) else list(images)
     df, good = _read_inputs(items)
     if good:
         cols = ['prob_pneumonia', 'ood_score', 'in_distribution']
         df.loc[list(good), cols] = self.assess(list(good.values()), bs)[0][cols].to_numpy(dtype=object)
     df['label'] = np.where(df.prob_pneumonia.isna(), None, labels_at(df.prob_pneumonia.fillna(0), self.threshold))
+    df['decision'] = np.where(df.prob_pneumonia.isna(), None, decisions_at(df.prob_pneumonia.fillna(0), self.threshold, self.triage, df.in_distribution, df.warnings))
     return df.assign(threshold=self.threshold, model=self.model_id).astype({'prob_pneumonia': float, 'ood_score': float})[
-        ['path', 'prob_pneumonia', 'label', 'in_distribution', 'ood_score', 'threshold', 'model', 'warnings', 'problem']]
+        ['path', 'prob_pneumonia', 'label', 'decision', 'in_distribution', 'ood_score', 'threshold', 'model', 'warnings', 'problem']]
 
 # %% ../nbs/11_predict.ipynb #e19dd179
 def cam_overlay(detector:Detector, img:Image.Image, title:str):
@@ -107,12 +108,12 @@ def save_cams(detector:Detector, preds:pd.DataFrame, sources:list, out) -> list[
 
 # %% ../nbs/11_predict.ipynb #da2c7a02
 def summary_line(preds:pd.DataFrame) -> str:
-    "`N images: a PNEUMONIA, b NORMAL, c unreadable; d out of distribution[; e with DICOM warnings] (threshold t, model m)`."
-    counts, guard = preds.label.value_counts(), preds.in_distribution.dropna()
+    "`N images: a PNEUMONIA, b NORMAL[, r REFER], c unreadable; d out of distribution[; e with DICOM warnings] (threshold t, model m)`: the decisions."
+    counts, guard = preds.decision.value_counts(), preds.in_distribution.dropna()
     ood = f"; {(~guard.astype(bool)).sum()} out of distribution" if len(guard) else '; no out-of-distribution guard'
     warned = f"; {(preds.warnings != '').sum()} with DICOM warnings" if (preds.warnings != '').any() else ''
     return (f"{len(preds)} images: {counts.get('PNEUMONIA', 0)} PNEUMONIA, {counts.get('NORMAL', 0)} NORMAL, "
-            f"{preds.problem.notna().sum()} unreadable{ood}{warned} (threshold {preds.threshold.iloc[0]:.3f}, model {preds.model.iloc[0]})")
+            f"{f'{counts.REFER} REFER, ' if 'REFER' in counts else ''}{preds.problem.notna().sum()} unreadable{ood}{warned} (threshold {preds.threshold.iloc[0]:.3f}, model {preds.model.iloc[0]})")
 
 # %% ../nbs/11_predict.ipynb #e8b37dbd
 @call_parse
@@ -138,7 +139,7 @@ def pneumonia_predict(
     for n in notes: print(f"pneumonia_predict: {n}", file=sys.stderr)
     preds = det.predict(sources, bs)
     with pd.option_context('display.max_rows', None, 'display.width', 200, 'display.max_colwidth', 80):
-        shown = ['path', 'prob_pneumonia', 'label', 'in_distribution'] + ['warnings'] * bool((preds.warnings != '').any())
+        shown = ['path', 'prob_pneumonia', 'label'] + ['decision'] * bool(det.triage) + ['in_distribution'] + ['warnings'] * bool((preds.warnings != '').any())
         shown += ['problem'] * bool(preds.problem.notna().any())
         guard = preds.in_distribution.astype(object).where(preds.in_distribution.notna(), '')   # to_string's na_rep passes over None here
         print(preds[shown].assign(in_distribution=guard).to_string(index=False, float_format='%.4f', na_rep=''))   # blank, not None or NaN

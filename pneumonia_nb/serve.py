@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 import pneumonia_nb
 
-from .core import labels_at
+from .core import decisions_at, labels_at
 from .data import ImageProblem, expand_paths, is_dicom, read_dicom, read_xray
 from .monitor import DriftWindow, image_stats
 from .predict import Detector
@@ -45,6 +45,7 @@ class ServiceMetrics:
         self.latency = Histogram('pneumonia_request_seconds', 'Request latency by endpoint', ['endpoint'], registry=r,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.predictions = Counter('pneumonia_predictions', 'Images predicted, by label', ['label'], registry=r)
+        self.decisions = Counter('pneumonia_decisions', 'Images predicted, by decision: NORMAL, PNEUMONIA, or REFER (under a triage)', ['decision'], registry=r)
         self.probability = Histogram('pneumonia_probability', 'Calibrated PNEUMONIA probability of predicted images', registry=r,
                                      buckets=tuple(np.round(np.linspace(0.1, 1, 10), 2)))
         self.rejected = Counter('pneumonia_rejected_inputs', 'Inputs refused, by reason', ['reason'], registry=r)
@@ -214,9 +215,10 @@ async def start(self:Service):
 def startup_line(self:Service) -> str:
     "The line printed once the service is ready: where, which model and decision, who may ask, where the log goes."
     det, chosen = self.detector, self.detector.spec.get('threshold', {}).get('chosen_on', 'valid')
+    triage = f", triage at alpha {det.triage['alpha']:g} (REFER when unsure)" if det.triage else ''
     keys = f'API keys required ({len(self.api_keys)} accepted)' if self.api_keys else 'no API keys: anyone who reaches the port is answered'
     log = f'request log {self.log.path} (file names {self.log_names})' if self.log.path else 'no request log'
-    return f"pneumonia_serve ready{' at ' + self.url if self.url else ''}: model {det.model_id} ({det.spec['arch']}), threshold {det.threshold:.4f} chosen on {chosen}; {keys}; {log}"
+    return f"pneumonia_serve ready{' at ' + self.url if self.url else ''}: model {det.model_id} ({det.spec['arch']}), threshold {det.threshold:.4f} chosen on {chosen}{triage}; {keys}; {log}"
 
 # %% ../nbs/12_serve.ipynb #110698ce
 @patch
@@ -298,11 +300,12 @@ def answer(self:Service, name:str, size:int, stats:dict|None, problem:ImageProbl
         self.metrics.rejected.labels(problem.code.value).inc()
         return dict(r, problem=str(problem), problem_code=problem.code.value)
     p, guarded = float(a['prob_pneumonia']), a['in_distribution'] is not None
-    label = str(labels_at([p], self.detector.threshold)[0])
-    self.metrics.predictions.labels(label).inc(); self.metrics.probability.observe(p)
+    label, codes = str(labels_at([p], self.detector.threshold)[0]), [w['code'] for w in (dicom or {}).get('warnings', [])]
+    decision = str(decisions_at([p], self.detector.threshold, self.detector.triage, [a['in_distribution']], [codes])[0])
+    self.metrics.predictions.labels(label).inc(); self.metrics.decisions.labels(decision).inc(); self.metrics.probability.observe(p)
     if guarded and not a['in_distribution']: self.metrics.out_of_distribution.inc()
     for w in (dicom or {}).get('warnings', []): self.metrics.warnings.labels(w['code']).inc()
-    return dict(r, label=label, prob_pneumonia=round(p, 6), threshold=self.detector.threshold, stats=stats,
+    return dict(r, label=label, decision=decision, prob_pneumonia=round(p, 6), threshold=self.detector.threshold, stats=stats,
                 in_distribution=bool(a['in_distribution']) if guarded else None, ood_score=round(float(a['ood_score']), 3) if guarded else None,
                 warnings=(dicom or {}).get('warnings', []), **({'dicom': {k: v for k, v in dicom.items() if k != 'warnings'}} if dicom else {}))
 
@@ -404,6 +407,9 @@ class ErrorBody(BaseModel):
 class Prediction(BaseModel):
     "One upload's result: the call, its calibrated probability and the guard's verdict (and a DICOM film's warnings and UIDs), or why none could be made."
     label: Literal['NORMAL', 'PNEUMONIA'] | None = Field(None, description='PNEUMONIA when prob_pneumonia >= threshold; absent when the upload could not be used')
+    decision: Literal['NORMAL', 'PNEUMONIA', 'REFER'] | None = Field(None, description=(
+        "what to do with the film: the label, or under the model's triage (pneumonia_calibrate --refer) NORMAL or PNEUMONIA when its conformal "
+        "set holds only that class and REFER (to a radiologist) otherwise, and whenever the guard says out of distribution or a DICOM warning is set"))
     prob_pneumonia: float | None = Field(None, ge=0, le=1, description='calibrated probability of pneumonia')
     threshold: float | None = Field(None, description="the model's stored decision threshold")
     in_distribution: bool | None = Field(None, description='the guard: like the reference films (null: the model has no reference profile)')

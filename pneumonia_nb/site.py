@@ -17,17 +17,17 @@ from sklearn.model_selection import StratifiedGroupKFold
 import copy
 import torch
 from torch import nn
-from .core import (CalibrationWarning, apply_temperature, binary_metrics, calibration_fit, is_pneumonia, resolve_device,
-                              sha256_file, threshold_for, warnings_as_lines)
+from .core import (UNSAFE_WARNINGS, CalibrationWarning, apply_temperature, binary_metrics, calibration_fit, check_alpha, decisions_at,
+                               fit_triage, is_pneumonia, triage_text, resolve_device, sha256_file, threshold_for, warnings_as_lines)
 from .data import find_data_root, patient_id, subset_images
-from .evaluate import bootstrap_report, predict_images
+from .evaluate import bootstrap_report, predict_images, triage_report
 from .models import load_model, stored_decision
 from .monitor import save_reference
 
 # %% auto #0
-__all__ = ['MIN_PER_CLASS', 'site_films', 'films_sha256', 'fit_decision', 'grouped_folds', 'cross_validate', 'cv_report',
-           'adapt_batchnorm', 'calibrate', 'calibration_summary', 'pneumonia_calibrate', 'valid_probabilities',
-           'site_probabilities', 'aspect_rho', 'transfer_report']
+__all__ = ['MIN_PER_CLASS', 'REFER_ALSO', 'site_films', 'films_sha256', 'fit_decision', 'grouped_folds', 'cross_validate',
+           'cv_report', 'site_triage', 'adapt_batchnorm', 'calibrate', 'calibration_summary', 'pneumonia_calibrate',
+           'valid_probabilities', 'site_probabilities', 'aspect_rho', 'transfer_report']
 
 # %% ../nbs/13_site.ipynb #76762852
 MIN_PER_CLASS = 15
@@ -64,17 +64,24 @@ def grouped_folds(labels, groups, folds:int=5, seed:int=0) -> np.ndarray:
     return fold
 
 # %% ../nbs/13_site.ipynb #b3b65691
-def cross_validate(labels, probs_uncalibrated, groups, rule:str='youden', folds:int=5, seed:int=0) -> pd.DataFrame:
-    "Out-of-fold calibrated probability and call (`predicted`) of each film, each fold's decision fitted on the other folds."
+def _fold_triage(y, p, alpha:float|None) -> dict|None:
+    "The triage at `alpha` fitted on one fold's fitting films (None without `alpha`), its refusal naming the folds."
+    if alpha is None: return None
+    try: return fit_triage(y, p, alpha)
+    except ValueError as e: raise ValueError(f"{e} (in cross-validation, whose fitting folds hold fewer films: use more --folds or a larger --refer)") from None
+
+def cross_validate(labels, probs_uncalibrated, groups, rule:str='youden', folds:int=5, seed:int=0, alpha:float|None=None) -> pd.DataFrame:
+    "Out-of-fold calibrated probability, call (`predicted`) and three-way `decision` (at `alpha`) of each film, each fold's decision fitted on the others."
     y, pu = np.asarray(labels).astype(int), np.asarray(probs_uncalibrated, float)
-    fold, out = grouped_folds(y, groups, folds, seed), pd.DataFrame(index=range(len(y)), columns=['fold', 'prob_pneumonia', 'predicted'])
+    fold, out = grouped_folds(y, groups, folds, seed), pd.DataFrame(index=range(len(y)), columns=['fold', 'prob_pneumonia', 'predicted', 'decision'])
     for k in range(folds):
         fit, held = fold != k, fold == k
         with warnings.catch_warnings():   # a fold's failed temperature fit is the whole sample's, said once by `fit_decision` on all films
             warnings.simplefilter('ignore', CalibrationWarning)
             d = fit_decision(y[fit], pu[fit], rule)
-        p = apply_temperature(pu[held], d['temperature'])
+        p, triage = apply_temperature(pu[held], d['temperature']), _fold_triage(y[fit], apply_temperature(pu[fit], d['temperature']), alpha)
         out.loc[held, ['fold', 'prob_pneumonia', 'predicted']] = np.c_[np.full(held.sum(), k), p, is_pneumonia(p, d['threshold'])]
+        out.loc[held, 'decision'] = decisions_at(p, d['threshold'], triage)
     return out.astype({'fold': int, 'prob_pneumonia': float, 'predicted': bool})
 
 # %% ../nbs/13_site.ipynb #34c1e049
@@ -82,6 +89,15 @@ def cv_report(labels, predicted, n_boot:int=1000, seed:int=0) -> dict:
     "Accuracy, sensitivity and specificity of out-of-fold calls, with 95% bootstrap intervals."
     rep = bootstrap_report(labels, np.asarray(predicted, float), 0.5, n_boot, seed)   # the calls as 0/1 "probabilities", cut at 0.5
     return {k: rep[k] for k in ('accuracy', 'sensitivity', 'specificity')}
+
+# %% ../nbs/13_site.ipynb #f48155b9
+def site_triage(labels, probs_uncalibrated, groups, decision:dict, alpha:float, rule:str='youden', folds:int=5, seed:int=0,
+                n_boot:int=1000) -> dict:
+    "The triage at `alpha` fitted on all films (on `decision`'s calibrated scale), and its patient-grouped cross-validated rates with intervals."
+    y = np.asarray(labels).astype(int)
+    triage = fit_triage(y, apply_temperature(probs_uncalibrated, decision['temperature']), alpha)
+    cv = cross_validate(y, probs_uncalibrated, groups, rule, folds, seed, alpha)
+    return dict(triage, cross_validated=triage_report(y, cv.decision, n_boot, seed))
 
 # %% ../nbs/13_site.ipynb #dff38da6
 def adapt_batchnorm(model:nn.Module, batches) -> nn.Module:
@@ -95,20 +111,24 @@ def adapt_batchnorm(model:nn.Module, batches) -> nn.Module:
     return m.eval()
 
 # %% ../nbs/13_site.ipynb #c5a6f290
-def _site_spec(spec:dict, shipped:dict, decision:dict, rule:str, films:pd.DataFrame, fingerprint:str, data) -> dict:
-    "The new `model.json`: the site's decision in force, the validation one kept for reference."
-    counts = films.label.value_counts()
-    threshold = dict(value=decision['threshold'], rule=rule, chosen_on=f'site films ({Path(data).name})', n_normal=int(counts.get('NORMAL', 0)),
-                     n_pneumonia=int(counts.get('PNEUMONIA', 0)), data_sha256=fingerprint, date=datetime.date.today().isoformat())
-    return {**spec, 'threshold': threshold, 'temperature': decision['temperature'],
+REFER_ALSO = f"out of distribution (the guard), or a DICOM warning: {', '.join(UNSAFE_WARNINGS)}"
+
+def _site_spec(spec:dict, shipped:dict, decision:dict, rule:str, films:pd.DataFrame, fingerprint:str, data, triage:dict|None=None) -> dict:
+    "The new `model.json`: the site's decision (and `triage`, when fitted) in force, the validation one kept for reference."
+    counts, chosen = films.label.value_counts(), dict(chosen_on=f'site films ({Path(data).name})', data_sha256=fingerprint, date=datetime.date.today().isoformat())
+    threshold = dict(value=decision['threshold'], rule=rule, chosen_on=chosen['chosen_on'], n_normal=int(counts.get('NORMAL', 0)),
+                     n_pneumonia=int(counts.get('PNEUMONIA', 0)), data_sha256=fingerprint, date=chosen['date'])
+    stored = {'triage': dict(triage, **chosen, refer_also=REFER_ALSO)} if triage else {}
+    return {**{k: v for k, v in spec.items() if k != 'triage'}, 'threshold': threshold, 'temperature': decision['temperature'], **stored,
             'validation_decision': dict(threshold=shipped['threshold'], temperature=shipped['temperature'], valid_metrics=spec.get('valid_metrics'))}
 
 # %% ../nbs/13_site.ipynb #2cc84631
-def calibrate(model_dir, data, out, rule:str='youden', folds:int=5, seed:int=0, device:str='auto', n_boot:int=1000) -> dict:
-    "Refit `model_dir`'s decision on the labelled site films in `data`, estimate it by grouped cross-validation, write `out`; return the report."
+def calibrate(model_dir, data, out, rule:str='youden', folds:int=5, seed:int=0, device:str='auto', n_boot:int=1000, refer:float|None=None) -> dict:
+    "Refit `model_dir`'s decision (and a triage at error rate `refer`) on the labelled site films in `data`, estimate it by grouped CV, write `out`."
     model_dir, out = Path(model_dir), Path(out)
     if out.exists(): raise FileExistsError(f"{out} already exists; choose another --out (nothing was changed).")
     films, (model, spec) = site_films(data), load_model(model_dir)
+    if refer is not None: check_alpha(refer, films.label.value_counts().to_dict())
     root, shipped = find_data_root(data)[0], stored_decision(model_dir, spec)
     films['prob_uncalibrated'] = predict_images(model, spec, root, films, device=resolve_device(device))
     y, pu = (films.label == 'PNEUMONIA').to_numpy().astype(int), films.prob_uncalibrated.to_numpy()
@@ -117,8 +137,10 @@ def calibrate(model_dir, data, out, rule:str='youden', folds:int=5, seed:int=0, 
     report = dict(model=str(model_dir), data=str(root), rule=rule, n=len(films), patients=int(films.patient.nunique()), folds=folds, seed=seed,
                   classes=films.label.value_counts().to_dict(), shipped_threshold=shipped['threshold'],
                   as_shipped={k: shipped_report[k] for k in ('accuracy', 'sensitivity', 'specificity', 'roc_auc')},
-                  cross_validated=cv_report(y, cv.predicted, n_boot, seed), decision=decision)
-    _write_site_model(model_dir, out, _site_spec(spec, shipped, decision, rule, films, films_sha256(root, films.path), data), films, report)
+                  cross_validated=cv_report(y, cv.predicted, n_boot, seed), decision=decision,
+                  triage=site_triage(y, pu, films.patient, decision, refer, rule, folds, seed, n_boot) if refer is not None else None)
+    new_spec = _site_spec(spec, shipped, decision, rule, films, films_sha256(root, films.path), data, report['triage'])
+    _write_site_model(model_dir, out, new_spec, films, report)
     save_reference(out, data, films=films[['path', 'label']])
     return report
 
@@ -140,6 +162,14 @@ def _line(m:dict) -> str:
     f = lambda v: f"{v['value']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" if isinstance(v, dict) else f"{v:.3f}"
     return '; '.join(f"{k} {f(m[k])}" for k in ('accuracy', 'sensitivity', 'specificity', 'roc_auc') if k in m)
 
+def _triage_lines(rep:dict) -> list[str]:
+    "The triage's two lines of the summary (none without one): its cut-offs, and its cross-validated rates with intervals."
+    if not (t := rep.get('triage')): return []
+    f = lambda v: f"{v['value']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
+    return [f"triage at alpha {t['alpha']:g} ({t['library']} {t['version']}, Mondrian conformal), fitted on all {rep['n']} films: {triage_text(t)}; "
+            f"REFER also when {REFER_ALSO}",
+            "expected with it, by the same folds: " + '; '.join(f"{k.replace('_', ' ')} {f(v)}" for k, v in t['cross_validated'].items())]
+
 def calibration_summary(rep:dict, out) -> str:
     "What `pneumonia_calibrate` prints: the films and which chose what, the model as shipped, the site decision and its cross-validated estimate, what to do next."
     c, t, d = rep['classes'], rep['shipped_threshold'], rep['decision']
@@ -149,6 +179,7 @@ def calibration_summary(rep:dict, out) -> str:
         f"site decision (rule {rep['rule']}), fitted on all {rep['n']} films: temperature {d['temperature']:.3f}, threshold {d['threshold']:.4f}"
         + (" (temperature fit failed: probabilities left uncalibrated)" if 'calibration_failed' in d else ''),
         f"expected with it, by {rep['folds']} patient-grouped folds (each judged by a decision fitted on the others): {_line(rep['cross_validated'])}",
+        *_triage_lines(rep),
         "(95% bootstrap intervals. These films chose the decision: judge it on films that chose nothing. 15 films of each class are the least "
         "to choose a threshold on; the out-of-distribution guard, whose reference profile is now these films, wants 250.)",
         f"next: pneumonia_eval --model {out} --data OTHER_LABELLED_FILMS, or serve it: pneumonia_serve --model {out}",
@@ -164,10 +195,11 @@ def pneumonia_calibrate(
     folds:int=5, # Patient-grouped cross-validation folds for the estimate
     seed:int=0, # Seed of the folds and the bootstrap
     device:str='auto', # auto, cpu or cuda
+    refer:float=None, # Also store a triage (NORMAL / PNEUMONIA / REFER) whose per-class error rate is at most this (e.g. 0.05)
 ):
-    "Refit a model's decision (temperature and threshold) on a site's labelled films and write a model folder for that site."
+    "Refit a model's decision (temperature and threshold, and a triage with --refer) on a site's labelled films and write a model folder for that site."
     try:
-        with warnings_as_lines('pneumonia_calibrate'): rep = calibrate(model, data, out, rule, folds, seed, device)
+        with warnings_as_lines('pneumonia_calibrate'): rep = calibrate(model, data, out, rule, folds, seed, device, refer=refer)
     except (FileNotFoundError, FileExistsError, ValueError, TypeError) as e: raise SystemExit(f"pneumonia_calibrate: {e}") from None
     print(calibration_summary(rep, out))
 

@@ -43,8 +43,9 @@ def test_metrics_match_sklearn_on_predictions_csv(evaluated):
     ev, _ = evaluated
     report = json.loads((ev/'metrics.json').read_text())
     pr = pd.read_csv(ev/'predictions.csv')
-    assert list(pr.columns) == ['path', 'label', 'prob_pneumonia', 'prob_uncalibrated']
+    assert list(pr.columns) == ['path', 'label', 'prob_pneumonia', 'predicted', 'decision', 'prob_uncalibrated']
     y = (pr.label == 'PNEUMONIA').astype(int)
+    assert ((pr.predicted == 'PNEUMONIA') == (pr.prob_pneumonia >= report['threshold']['value'])).all() and (pr.decision == pr.predicted).all()   # no triage
     for at, t in (('at_threshold', report['threshold']['value']), ('at_0_5', 0.5)):
         pred = (pr.prob_pneumonia >= t).astype(int)
         got = {m: report[at][m]['value'] for m in ('accuracy', 'sensitivity', 'specificity', 'roc_auc')}
