@@ -32,6 +32,6 @@ def test_every_prediction_carries_the_guard_verdict(shared, tmp_path):
     out = run_cli('pneumonia_predict', tmp_path/'noise.png', shared/'chest_xray_sample'/'test', '--model', ROOT/'models'/'default',
                   '--out', tmp_path/'p.csv').stdout
     pred = pd.read_csv(tmp_path/'p.csv')
-    assert pred.columns[3:5].tolist() == ['in_distribution', 'ood_score'] and pred.in_distribution.notna().all()
+    assert pred.columns[3:6].tolist() == ['decision', 'in_distribution', 'ood_score'] and pred.in_distribution.notna().all()
     assert not pred.set_index('path').in_distribution[str(tmp_path/'noise.png')]
     assert pred.in_distribution.mean() > 0.8 and 'out of distribution' in out.strip().splitlines()[-1]
