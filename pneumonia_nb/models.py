@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_models.ipynb #1f468631
 from __future__ import annotations
-import os
+import os, threading
 from pathlib import Path
 
 import numpy as np
@@ -186,8 +186,9 @@ def embedding_layer(model:nn.Module) -> nn.Linear:
 # %% ../nbs/03_models.ipynb #ce4a5bed
 def model_outputs(model:nn.Module, batches, views=None) -> tuple[np.ndarray, np.ndarray]:
     "Uncalibrated PNEUMONIA probability and embedding of each image of `batches` (on the model's device), in order; `views(x)` (a list of batches, the plain one first) averages the probability over test-time views."
-    embs, probs = [], []
-    hook = embedding_layer(model).register_forward_hook(lambda m, inp, out: embs.append(inp[0].detach().float().cpu()))
+    embs, probs, caller = [], [], threading.get_ident()
+    keep = lambda m, inp, out: embs.append(inp[0].detach().float().cpu()) if threading.get_ident() == caller else None   # this call's forwards only:
+    hook = embedding_layer(model).register_forward_hook(keep)                                                        # a server runs several at once
     try:
         with torch.inference_mode():
             for x, *_ in batches:

@@ -12,6 +12,8 @@ import pandas as pd
 import torch
 from fastcore.basics import patch
 from fastcore.script import Param, call_parse
+from fastai.data.load import fa_collate
+from fastai.torch_core import to_device
 from PIL import Image
 
 from .core import apply_temperature, decisions_at, labels_at, resolve_device, sha256_file, warnings_as_lines
@@ -54,6 +56,8 @@ class Detector:
         self.threshold, self.temperature, self.triage = decision['threshold']['value'], decision['temperature'], decision['triage']
         self.model_id = f"{self.model_dir.resolve().name}@{sha256_file(self.model_dir/spec['weights'])[:12]}"
         self.pipeline = model_pipeline(spec, device=device)
+        probe = self.pipeline.test_dl(pd.DataFrame({'image': [Image.new('L', (8, 8))]}))   # the loader's transforms, taken out once (`prepare`)
+        self._x_tfms, self._after_item, self._after_batch = probe.dataset.tls[0].tfms, probe.after_item, probe.after_batch
 
     @classmethod
     def load(cls, model_dir='models/default', device:str='auto') -> Detector:
@@ -66,13 +70,24 @@ class Detector:
 
 # %% ../nbs/11_predict.ipynb #f87a3688
 @patch
-def assess(self:Detector, images:list[Image.Image], bs:int=32) -> tuple[pd.DataFrame, np.ndarray|None]:
-    "`prob_pneumonia` (calibrated), `ood_score` and `in_distribution` of decoded grayscale `images`, and their embeddings in the drift space."
-    probs, emb = model_outputs(self.model, self.pipeline.test_dl(pd.DataFrame({'image': images}), bs=bs))
+def prepare(self:Detector, img:Image.Image) -> torch.Tensor:
+    "One decoded film through the model's item transforms (resize, to tensor): the per-film part of `assess`, safe to run in many threads."
+    return self._after_item((self._x_tfms(pd.Series({'image': img})),))[0]
+
+@patch
+def assess_prepared(self:Detector, xs:list[torch.Tensor], bs:int=32) -> tuple[pd.DataFrame, np.ndarray|None]:
+    "`prob_pneumonia` (calibrated), `ood_score` and `in_distribution` of `prepare`d films, and their embeddings in the drift space."
+    batches = ((self._after_batch(to_device(fa_collate([(x,) for x in xs[i:i + bs]]), self.device))[0],) for i in range(0, len(xs), bs))
+    probs, emb = model_outputs(self.model, batches)
     df = pd.DataFrame({'prob_pneumonia': apply_temperature(probs, self.temperature)})
     if self.reference is None: return df.assign(ood_score=np.nan, in_distribution=None), None
     score = self.reference.guard.score(emb)
     return df.assign(ood_score=score, in_distribution=score <= self.reference.guard.threshold), self.reference.project(emb)
+
+@patch
+def assess(self:Detector, images:list[Image.Image], bs:int=32) -> tuple[pd.DataFrame, np.ndarray|None]:
+    "`assess_prepared` of decoded grayscale `images`."
+    return self.assess_prepared([self.prepare(im) for im in images], bs)
 
 # %% ../nbs/11_predict.ipynb #6137b07f
 @patch

@@ -5,6 +5,7 @@
 # %% ../nbs/12_serve.ipynb #d7875b98
 from __future__ import annotations
 import asyncio, ctypes, datetime, hashlib, hmac, io, itertools, json, logging, math, os, secrets, sys, tempfile, time, uuid, warnings
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -21,7 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastcore.basics import patch, store_attr
 from fastcore.script import call_parse
 from PIL import Image
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest, multiprocess
+from prometheus_client.parser import text_string_to_metric_families
 
 import pneumonia_nb
 
@@ -33,14 +35,16 @@ from .predict import Detector
 # %% auto #0
 __all__ = ['LOG_NAMES', 'HTTP_CODES', 'BEARER', 'Film', 'REFUSALS', 'M_ARENA_MAX', 'ServiceMetrics', 'BodyLimit', 'Batcher',
            'RequestLog', 'hashed_name', 'ServiceError', 'header_pixels', 'decode', 'Service', 'read_api_keys',
-           'ErrorBody', 'Prediction', 'ServedModel', 'PredictResponse', 'refusals', 'create_app', 'app_from_env',
-           'limit_malloc_arenas', 'pneumonia_serve', 'load_test', 'pneumonia_loadtest']
+           'ErrorBody', 'Prediction', 'ServedModel', 'PredictResponse', 'refusals', 'model_threads', 'create_app',
+           'app_from_env', 'limit_malloc_arenas', 'pneumonia_serve', 'server_usage', 'usage_summary', 'client_load',
+           'load_test', 'pneumonia_loadtest']
 
 # %% ../nbs/12_serve.ipynb #5ea030c3
 class ServiceMetrics:
     "The Prometheus metrics of one app, in their own registry; gauges per live process when several serve (prometheus-client's multiprocess mode)."
     def __init__(self):
         self.registry = r = CollectorRegistry()
+        ProcessCollector(registry=r)   # the process's CPU seconds and memory: what the load test reads to say how busy the server was
         self.requests = Counter('pneumonia_requests', 'HTTP requests by endpoint and status', ['endpoint', 'status'], registry=r)
         self.latency = Histogram('pneumonia_request_seconds', 'Request latency by endpoint', ['endpoint'], registry=r,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -104,34 +108,50 @@ class BodyLimit:
 
 # %% ../nbs/12_serve.ipynb #d74a28f6
 class Batcher:
-    "Dynamic batching: collect the images of concurrent requests and predict them in one model call, off the event loop."
-    def __init__(self, detector:Detector, max_batch:int=32, max_wait:float=0.01, metrics:ServiceMetrics|None=None):
-        store_attr(); self.queue = None
+    "Dynamic batching over `lanes` model threads: a free lane takes every film waiting (up to `max_batch`), waiting up to `max_wait` for more only while another lane is busy."
+    def __init__(self, detector:Detector, max_batch:int=32, max_wait:float=0.01, metrics:ServiceMetrics|None=None, lanes:int=1):
+        store_attr(); self.queue, self.busy = None, 0
 
-    async def predict(self, images:list[Image.Image]) -> tuple:
-        "`Detector.assess` of `images` (table, drift-space embeddings), computed together with whatever else is waiting."
+    async def predict(self, films:list) -> tuple:
+        "`Detector.assess_prepared` of `films` (table, drift-space embeddings), computed together with whatever else is waiting."
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((images, future))
+        await self.queue.put((films, future))
         return await future
 
-    async def run(self):
-        "The worker: forever take what is waiting, predict it in one call, hand each request its share."
-        self.queue, loop = asyncio.Queue(), asyncio.get_running_loop()
-        while True:
-            waiting = [await self.queue.get()]
-            n, deadline = len(waiting[0][0]), loop.time() + self.max_wait
-            while n < self.max_batch and (left := deadline - loop.time()) > 0:
-                try: waiting.append(await asyncio.wait_for(self.queue.get(), left)); n += len(waiting[-1][0])
+    async def gather(self) -> list[tuple]:
+        "The next batch's requests: the first to come, all that wait behind it, and (while another lane is busy) what comes within `max_wait`."
+        waiting, loop = [await self.queue.get()], asyncio.get_running_loop()
+        n, deadline = len(waiting[0][0]), loop.time() + self.max_wait
+        while n < self.max_batch:
+            if self.queue.empty():
+                if not self.busy or (left := deadline - loop.time()) <= 0: break
+                try: waiting.append(await asyncio.wait_for(self.queue.get(), left))
                 except asyncio.TimeoutError: break
-            images = [im for ims, _ in waiting for im in ims]
-            try: table, proj = await asyncio.to_thread(self.detector.assess, images, self.max_batch)
+            else: waiting.append(self.queue.get_nowait())
+            n += len(waiting[-1][0])
+        return waiting
+
+    async def lane(self, pool:ThreadPoolExecutor):
+        "One lane: forever gather a batch, predict it in the lane's thread, hand each request its share."
+        while True:
+            waiting = await self.gather()
+            films = [x for xs, _ in waiting for x in xs]
+            self.busy += 1
+            try: table, proj = await asyncio.get_running_loop().run_in_executor(pool, self.detector.assess_prepared, films, self.max_batch)
             except Exception as e:
                 for _, f in waiting: f.set_exception(e)
                 continue
-            if self.metrics: self.metrics.batch.observe(len(images))
+            finally: self.busy -= 1
+            if self.metrics: self.metrics.batch.observe(len(films))
             start = 0
-            for ims, f in waiting:
-                f.set_result((table.iloc[start:start + len(ims)], None if proj is None else proj[start:start + len(ims)])); start += len(ims)
+            for xs, f in waiting:
+                f.set_result((table.iloc[start:start + len(xs)], None if proj is None else proj[start:start + len(xs)])); start += len(xs)
+
+    async def run(self):
+        "The lanes, until cancelled."
+        self.queue = asyncio.Queue()
+        with ThreadPoolExecutor(self.lanes, thread_name_prefix='pneumonia-model') as pool:
+            await asyncio.gather(*(self.lane(pool) for _ in range(self.lanes)))
 
 # %% ../nbs/12_serve.ipynb #24254210
 class RequestLog:
@@ -175,10 +195,10 @@ def header_pixels(data:bytes) -> int:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError): return 0
 
 # %% ../nbs/12_serve.ipynb #67bc26a5
-def decode(data:bytes) -> tuple:
-    "`(film, its image statistics, None)` or `(None, None, ImageProblem)`: the work a worker thread does for each upload."
-    try: img = read_xray(data); return img, image_stats(img), None
-    except ImageProblem as e: return None, None, e
+def decode(data:bytes, prepare=None) -> tuple:
+    "`(film, its image statistics, prepare(film), None)` or `(None, None, None, ImageProblem)`: the work a decoding thread does for each upload."
+    try: img = read_xray(data); return img, image_stats(img), prepare(img) if prepare else None, None
+    except ImageProblem as e: return None, None, None, e
 
 # %% ../nbs/12_serve.ipynb #438377ea
 class Service:
@@ -186,9 +206,9 @@ class Service:
     def __init__(self, model_dir='models/default', max_body_mb:float=20, max_files:int=16, max_batch:int=32, max_wait_ms:float=10,
                  log_path=None, log_images=None, device:str='auto', window:int=200, min_window:int=25, log_max_mb:float=100, log_keep:int=5,
                  log_names:str='hashed', api_keys=(), open_metrics:bool=False, url:str|None=None, max_megapixels:float=160,
-                 log_embeddings:bool=False):
+                 log_embeddings:bool=False, lanes:int=1):
         if log_names not in LOG_NAMES: raise ValueError(f"log_names must be one of {LOG_NAMES}, got {log_names!r}")
-        store_attr('model_dir,max_body_mb,max_files,max_batch,max_wait_ms,device,min_window,log_names,open_metrics,url,max_megapixels,log_embeddings')
+        store_attr('model_dir,max_body_mb,max_files,max_batch,max_wait_ms,device,min_window,log_names,open_metrics,url,max_megapixels,log_embeddings,lanes')
         self.window_size, self.metrics, self.log = window, ServiceMetrics(), RequestLog(log_path, log_images, log_max_mb, log_keep)
         self.api_keys, self.salt = [k.encode() for k in api_keys], os.environ.get('PNEUMONIA_LOG_SALT', '').encode() or secrets.token_bytes(16)
         self.detector = self.batcher = self.window = self.card = None
@@ -199,11 +219,12 @@ class Service:
 async def start(self:Service):
     "Load the model and its monitoring window, start the batcher, warm up; then ready."
     det = self.detector = await asyncio.to_thread(Detector.load, self.model_dir, self.device)
-    self.batcher = Batcher(det, self.max_batch, self.max_wait_ms / 1000, self.metrics)
+    self.batcher = Batcher(det, self.max_batch, self.max_wait_ms / 1000, self.metrics, self.lanes)
+    self.decoder = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix='pneumonia-decode')   # decoding in parallel, off the event loop
     self.window = DriftWindow(det.reference, self.window_size, self.min_window) if det.reference else None
     self.worker = asyncio.create_task(self.batcher.run())
     await asyncio.sleep(0)                                        # let the worker create its queue
-    await self.batcher.predict([Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256), dtype=np.uint8))])
+    await self.batcher.predict([det.prepare(Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256), dtype=np.uint8)))])
     card = Path(self.model_dir)/'card.json'
     self.card = card.read_json() if card.is_file() else {**det.spec, 'threshold': {'value': det.threshold}, 'temperature': det.temperature}
     self.metrics.model_info.labels(det.model_id, det.spec['arch'], f'{det.threshold:.4f}').set(1)
@@ -225,7 +246,7 @@ def startup_line(self:Service) -> str:
 @asynccontextmanager
 async def lifespan(self:Service, app):
     "Start when the app starts; stop the batcher when it stops (and, with several processes, drop this one's gauges)."
-    await self.start(); yield; self.worker.cancel()
+    await self.start(); yield; self.worker.cancel(); self.decoder.shutdown(wait=False, cancel_futures=True)
     if os.environ.get('PROMETHEUS_MULTIPROC_DIR'): multiprocess.mark_process_dead(os.getpid())
 
 # %% ../nbs/12_serve.ipynb #f828c3f7
@@ -286,8 +307,9 @@ def authorize(self:Service, credentials:HTTPAuthorizationCredentials|None=Securi
 @patch
 async def assess(self:Service, contents:list[bytes]) -> tuple[list, list, np.ndarray|None]:
     "For the uploads' bytes: what decoding found per upload, the readable films' assessments, their drift-space embeddings."
-    decoded = await asyncio.to_thread(lambda: [decode(c) for c in contents])
-    good = [img for img, _, _ in decoded if img is not None]
+    loop, prepare = asyncio.get_running_loop(), self.detector.prepare
+    decoded = await asyncio.gather(*(loop.run_in_executor(self.decoder, decode, c, prepare) for c in contents))
+    good = [x for _, _, x, problem in decoded if problem is None]
     table, proj = await self.batcher.predict(good) if good else (None, None)
     return decoded, table.to_dict('records') if good else [], proj
 
@@ -358,7 +380,7 @@ async def predict(self:Service, request:Request, files:list[Film] = File(..., mi
     decoded, assessed, proj = await self.assess(contents)
     rows = iter(assessed)
     results = [self.answer(f.filename, len(c), stats, problem, None if problem else next(rows), film.info.get('dicom') if film else None)
-               for f, c, (film, stats, problem) in zip(files, contents, decoded)]
+               for f, c, (film, stats, _, problem) in zip(files, contents, decoded)]
     self.watch(results, proj)
     self.log_request(rid, files, contents, results, time.perf_counter() - t0)
     public = [{k: v for k, v in r.items() if k not in ('stats', 'embedding')} for r in results]
@@ -473,6 +495,10 @@ def schema_with_limits(self:Service, openapi):
     return schema
 
 # %% ../nbs/12_serve.ipynb #0071da3e
+def model_threads(workers:int=1, lanes:int=1) -> int:
+    "Torch threads for each model call: the cores shared among the `workers` processes and each one's `lanes` (at least one)."
+    return max(1, (os.cpu_count() or 1) // (workers * lanes))
+
 def create_app(model_dir='models/default', **settings) -> FastAPI:
     "The FastAPI app for the model in `model_dir` (`settings`: those of `Service`)."
     return Service(model_dir, **settings).build_app()
@@ -480,8 +506,8 @@ def create_app(model_dir='models/default', **settings) -> FastAPI:
 def app_from_env() -> FastAPI:
     "The app each of several worker processes builds (uvicorn's `factory=True`): settings from `PNEUMONIA_APP_SETTINGS` (JSON), the request log one file per process, the cores shared."
     import torch
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get('PNEUMONIA_WORKERS', 1))))   # N workers x all cores each would oversubscribe
     settings = json.loads(os.environ['PNEUMONIA_APP_SETTINGS'])
+    torch.set_num_threads(model_threads(int(os.environ.get('PNEUMONIA_WORKERS', 1)), settings.get('lanes', 1)))   # N workers x all cores each would oversubscribe
     if settings.get('log_path'): settings['log_path'] = str(Path(settings['log_path']).with_suffix(f'.{os.getpid()}.jsonl'))   # rotation is not safe across processes
     return create_app(**settings)
 
@@ -503,7 +529,8 @@ def pneumonia_serve(
     max_files:int=int(os.environ.get('PNEUMONIA_MAX_FILES', 16)), # Most images in one request (env PNEUMONIA_MAX_FILES)
     max_megapixels:float=float(os.environ.get('PNEUMONIA_MAX_MEGAPIXELS', 160)), # Most pixels, in millions, the images of one request may declare (env PNEUMONIA_MAX_MEGAPIXELS)
     max_batch:int=32, # Most images in one model call
-    max_wait_ms:float=10, # Longest wait for more requests to batch with, in ms
+    max_wait_ms:float=10, # Longest wait for more films to batch with while another lane is busy, in ms
+    lanes:int=int(os.environ.get('PNEUMONIA_LANES', 1)), # Model calls that may run at once, each on cores / lanes threads (env PNEUMONIA_LANES)
     log:str=os.environ.get('PNEUMONIA_LOG', 'logs/requests.jsonl'), # JSON-lines request log ('' for none; env PNEUMONIA_LOG)
     log_images:str=None, # Folder to keep every uploaded image in (off by default: images are private)
     device:str='auto', # auto, cpu or cuda
@@ -522,25 +549,47 @@ def pneumonia_serve(
     import uvicorn
     if not (Path(model)/'model.json').is_file(): raise SystemExit(f"pneumonia_serve: {model} is not a model folder: no model.json (train and promote one, or pass --model).")
     if bool(ssl_certfile) != bool(ssl_keyfile): raise SystemExit("pneumonia_serve: --ssl_certfile and --ssl_keyfile go together.")
-    if workers < 1: raise SystemExit(f"pneumonia_serve: --workers must be 1 or more, got {workers}.")
+    if workers < 1 or lanes < 1: raise SystemExit(f"pneumonia_serve: --workers and --lanes must be 1 or more, got {workers} and {lanes}.")
     try: keys = read_api_keys(api_keys_file, os.environ.get('PNEUMONIA_API_KEYS'))
     except (OSError, ValueError) as e: raise SystemExit(f"pneumonia_serve: API keys: {e}") from None
     settings = dict(model_dir=model, max_body_mb=max_body_mb, max_files=max_files, max_batch=max_batch, max_wait_ms=max_wait_ms, log_path=log or None,
                     log_images=log_images, device=device, window=window, log_max_mb=log_max_mb, log_keep=log_keep, log_names=log_names,
-                    api_keys=keys, open_metrics=open_metrics, log_embeddings=log_embeddings, url=f"{'https' if ssl_certfile else 'http'}://{host}:{port}", max_megapixels=max_megapixels)
+                    api_keys=keys, open_metrics=open_metrics, log_embeddings=log_embeddings, url=f"{'https' if ssl_certfile else 'http'}://{host}:{port}", max_megapixels=max_megapixels,
+                    lanes=lanes)
     limit_malloc_arenas()
     tls = dict(host=host, port=port, log_level='warning', ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
-    if workers == 1: return uvicorn.run(create_app(**settings), **tls)
+    if workers == 1:
+        import torch
+        torch.set_num_threads(model_threads(1, lanes))
+        return uvicorn.run(create_app(**settings), **tls)
     os.environ['PNEUMONIA_APP_SETTINGS'], os.environ['PNEUMONIA_WORKERS'] = json.dumps(settings), str(workers)   # what each worker process builds its app from
     os.environ.setdefault('PROMETHEUS_MULTIPROC_DIR', tempfile.mkdtemp(prefix='pneumonia-metrics-'))   # fresh per start, as prometheus-client requires
     # a worker imports torch and loads the model before it answers uvicorn's health check: 5 s (the default) restarts it forever on a busy machine
     uvicorn.run('pneumonia_nb.serve:app_from_env', factory=True, workers=workers, timeout_worker_healthcheck=120, **tls)
 
-# %% ../nbs/12_serve.ipynb #609582bd
-async def load_test(url:str, images:list[bytes], clients:int=8, requests:int|None=200, seconds:float|None=None, timeout:float=60, transport=None) -> dict:
-    "Single-image predictions from `clients` concurrent clients until `requests` are sent or `seconds` have passed; throughput, latency percentiles, errors (a refusal, or a film answered with a problem; `transport`: httpx's, e.g. an in-process app)."
+# %% ../nbs/12_serve.ipynb #d5b28043
+async def server_usage(http) -> dict|None:
+    "The server's CPU seconds and resident MB now, from its `/metrics` (prometheus-client's process collector); None where it does not say."
     import httpx
-    if requests is None and seconds is None: raise ValueError("load_test needs `requests`, `seconds` or both to know when to stop")
+    try: r = await http.get('/metrics')
+    except httpx.HTTPError: return None
+    if r.status_code != 200: return None
+    s = {x.name: x.value for f in text_string_to_metric_families(r.text) for x in f.samples}
+    if 'process_cpu_seconds_total' not in s: return None
+    return dict(t=time.perf_counter(), cpu_s=s['process_cpu_seconds_total'], rss_mb=s['process_resident_memory_bytes'] / 2**20)
+
+def usage_summary(samples:list[dict]) -> dict|None:
+    "Cores busy between the first and last sample, and resident MB at the start, after the first minute and at the end."
+    if len(samples) < 2 or any(s is None for s in samples): return None
+    first, last = samples[0], samples[-1]
+    minute = min(samples, key=lambda s: abs(s['t'] - first['t'] - 60))
+    return dict(cores_busy=round((last['cpu_s'] - first['cpu_s']) / (last['t'] - first['t']), 2), rss_mb_start=round(first['rss_mb']),
+                rss_mb_first_minute=round(minute['rss_mb']), rss_mb_end=round(last['rss_mb']), samples=len(samples))
+
+# %% ../nbs/12_serve.ipynb #609582bd
+async def client_load(url:str, images:list[bytes], clients:int, requests:int|None, seconds:float|None, timeout:float=60, transport=None) -> tuple[list, list]:
+    "Single-image predictions from `clients` concurrent httpx clients until `requests` are sent or `seconds` have passed: each one's latency (s), and the errors."
+    import httpx
     latencies, errors = [], []
     counter, deadline = iter(range(requests)) if requests else itertools.count(), time.perf_counter() + (seconds or math.inf)
     async def client(c):
@@ -554,12 +603,26 @@ async def load_test(url:str, images:list[bytes], clients:int=8, requests:int|Non
                     elif problem := next((x['problem'] for x in r.json()['results'] if 'problem' in x), None): errors.append(f'200, not predicted: {problem}')
                 except httpx.HTTPError as e: errors.append(f'{type(e).__name__}: {e}')
                 latencies.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
     await asyncio.gather(*(client(c) for c in range(clients)))
-    wall = time.perf_counter() - t0
+    return latencies, errors
+
+async def load_test(url:str, images:list[bytes], clients:int=8, requests:int|None=200, seconds:float|None=None, timeout:float=60, transport=None,
+                    sample_s:float=5) -> dict:
+    "`client_load`'s throughput, latency percentiles and errors (a refusal, or a film answered with a problem), and the server's CPU and memory sampled every `sample_s`."
+    import httpx
+    if requests is None and seconds is None: raise ValueError("load_test needs `requests`, `seconds` or both to know when to stop")
+    async with httpx.AsyncClient(base_url=url, timeout=timeout, transport=transport) as http:
+        usage, t0 = [await server_usage(http)], time.perf_counter()
+        async def sample():
+            while usage[0] is not None: await asyncio.sleep(sample_s); usage.append(await server_usage(http))
+        sampler = asyncio.create_task(sample())
+        latencies, errors = await client_load(url, images, clients, requests, seconds, timeout, transport)
+        wall = time.perf_counter() - t0
+        sampler.cancel(); usage.append(await server_usage(http))
     lat = np.array(latencies) * 1000
     return dict(url=url, clients=clients, requests=len(latencies), errors=len(errors), first_errors=errors[:5], wall_s=round(wall, 2),
-                images_per_s=round(len(latencies) / wall, 1), **{f'p{q}_ms': round(float(np.percentile(lat, q)), 1) for q in (50, 95, 99)})
+                images_per_s=round(len(latencies) / wall, 1), **{f'p{q}_ms': round(float(np.percentile(lat, q)), 1) for q in (50, 95, 99)},
+                server=usage_summary(usage))
 
 # %% ../nbs/12_serve.ipynb #2a2d5bde
 @call_parse

@@ -163,6 +163,8 @@ def test_bounded_load_test_runs_without_errors(server, shared, tmp_path):
     run_cli('pneumonia_loadtest', '--url', url, '--clients', '8', '--requests', '80', '--images', shared/'chest_xray_sample'/'test', '--out', out)
     result = json.loads(out.read_text())
     assert result['errors'] == 0 and result['requests'] == 80 and result['images_per_s'] == pytest.approx(80 / result['wall_s'], rel=0.02)
+    usage = result['server']   # issue 37: what the run cost the server, from its own /metrics
+    assert 0.05 < usage['cores_busy'] <= (os.cpu_count() or 1) + 0.5 and usage['rss_mb_end'] > 100 and usage['samples'] >= 2, usage
 
 
 def test_short_api_keys_are_refused_before_the_model_loads_and_help_says_so(run, tmp_path):
