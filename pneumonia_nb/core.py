@@ -27,8 +27,8 @@ import pneumonia_nb
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['DEVICES', 'CLASSES', 'DECISIONS', 'UNSAFE_WARNINGS', 'TEMPERATURE_BOUNDS', 'THRESHOLD_RULE', 'shared_data',
-           'sha256_file', 'git_state', 'resolve_device', 'run_environment', 'record_failure', 'interactive', 'progress',
+__all__ = ['DEVICES', 'CLASSES', 'UNSAFE_WARNINGS', 'TEMPERATURE_BOUNDS', 'THRESHOLD_RULE', 'shared_data', 'sha256_file',
+           'git_state', 'resolve_device', 'run_environment', 'record_failure', 'interactive', 'progress',
            'warnings_as_lines', 'free_port', 'is_pneumonia', 'labels_at', 'decisions_at', 'triage_text',
            'triage_metrics', 'check_alpha', 'fit_triage', 'expected_calibration_error', 'binary_metrics',
            'choose_threshold', 'check_rule', 'threshold_for', 'apply_temperature', 'fit_temperature',
@@ -128,7 +128,6 @@ def labels_at(probs, threshold:float) -> np.ndarray:
     return np.where(is_pneumonia(probs, threshold), CLASSES[1], CLASSES[0])
 
 # %% ../nbs/00_core.ipynb #237d38b5
-DECISIONS = (*CLASSES, 'REFER')
 UNSAFE_WARNINGS = ('modality', 'body_part', 'view', 'age')   # every DICOM warning of 01_data: each voids exchangeability with the site's films
 
 def _unsafe(warned) -> bool:

@@ -202,7 +202,7 @@ def evaluate_run(model_dir, data, subset:str='test', tta:bool=False, n_boot:int=
                   uncalibrated=dict(ece=raw['ece'], brier=raw['brier']),
                   bootstrap=dict(resamples=n_boot, seed=seed, interval='95% percentile'),
                   model_sha256=sha256_file(model_dir/'model.safetensors'))
-    if decision['triage']: report.update(_triage_part(model_dir, decision['triage'], y, p, preds.decision, out, n_boot, seed))
+    if decision['triage']: report.update(_triage_part(model_dir, decision['triage'], y, p, preds.decision, out, n_boot, seed, f'{subset} of {root.name} ({len(preds)} films)'))
     save_plots(preds, threshold, out)
     if cams: save_gradcam(model, spec, root, pick_cases(preds, threshold), out, dev)
     (out/'metrics.json').write_json(report, indent=2)
@@ -223,30 +223,31 @@ TRIAGE_ALPHAS = (0.01, 0.02, 0.05, 0.1, 0.2)
 
 def triage_sweep(fit_labels, fit_probs, labels, probs, alphas=TRIAGE_ALPHAS) -> pd.DataFrame:
     "`triage_metrics` on (`labels`, `probs`) of the triage fitted on (`fit_labels`, `fit_probs`) at each of `alphas` the fitting films support."
-    y = np.asarray(fit_labels).astype(int)
-    least = min(int((y == 0).sum()), int((y == 1).sum()))
-    rows = [dict(alpha=a, **triage_metrics(labels, decisions_at(probs, 0.5, fit_triage(y, fit_probs, a)))) for a in alphas if a * (least + 1) > 1]
+    def fitted(a):   # `check_alpha` (inside `fit_triage`) is the one rule for which alphas the fitting films support
+        try: return fit_triage(fit_labels, fit_probs, a)
+        except ValueError: return None
+    rows = [dict(alpha=a, **triage_metrics(labels, decisions_at(probs, 0.5, t))) for a in alphas if (t := fitted(a))]
     return pd.DataFrame(rows, columns=['alpha', 'referral_rate', 'accuracy_decided', 'missed_pneumonia', 'healthy_called_pneumonia'])
 
 # %% ../nbs/05_evaluate.ipynb #7e21d78d
-def triage_figure(sweep:pd.DataFrame, alpha:float|None=None) -> plt.Figure:
-    "The two error rates against the share referred, one point per α of `sweep` (the stored `alpha` ringed)."
+def triage_figure(sweep:pd.DataFrame, alpha:float|None=None, films:str='') -> plt.Figure:
+    "The two error rates against the share referred, one point per α of `sweep` (the stored `alpha` a dotted line); `films`: which chose, which judged."
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for k, name in (('missed_pneumonia', 'pneumonia called NORMAL (of pneumonia films)'), ('healthy_called_pneumonia', 'healthy called PNEUMONIA (of healthy films)')):
         ax.plot(sweep.referral_rate, sweep[k], 'o-', label=name)
     for r in sweep.itertuples():
         ax.annotate(f'α {r.alpha:g}', (r.referral_rate, max(r.missed_pneumonia, r.healthy_called_pneumonia)), textcoords='offset points', xytext=(3, 5), fontsize=7)
         if r.alpha == alpha: ax.axvline(r.referral_rate, c='grey', ls=':', label=f'stored α {alpha:g}')
-    ax.set(xlabel='referred to a radiologist (share of all films)', ylabel='error rate', title='triage: errors against referrals as α varies')
+    ax.set(xlabel='referred to a radiologist (share of all films)', ylabel='error rate', title='triage: errors against referrals as α varies' + (f'\n{films}' if films else ''))
     ax.legend(fontsize=7); fig.tight_layout()
     return fig
 
 # %% ../nbs/05_evaluate.ipynb #4236a87f
-def _triage_part(model_dir:Path, triage:dict, y, p, decisions, out:Path, n_boot:int, seed:int) -> dict:
+def _triage_part(model_dir:Path, triage:dict, y, p, decisions, out:Path, n_boot:int, seed:int, judged:str) -> dict:
     "The report's `at_triage` (with intervals) and `triage_sweep`, and `out/triage.png`, for a model folder that stores a triage."
     fit = pd.read_csv(model_dir/'valid_predictions.csv')   # the films that chose the stored triage
     sweep = triage_sweep(fit.label == 'PNEUMONIA', fit.prob_pneumonia, y, p)
-    fig = triage_figure(sweep, triage['alpha']); fig.savefig(out/'triage.png', dpi=100); plt.close(fig)
+    fig = triage_figure(sweep, triage['alpha'], f"fitted on {triage.get('chosen_on', 'the model folder')}; judged on {judged}"); fig.savefig(out/'triage.png', dpi=100); plt.close(fig)
     return dict(at_triage=triage_report(y, decisions, n_boot, seed), triage_sweep=sweep.to_dict('records'))
 
 # %% ../nbs/05_evaluate.ipynb #463e1d57
