@@ -53,7 +53,7 @@ def xray_augmentations(aug_mult:float=1.0) -> list:
 XRAY_STATS = ([0.4828], [0.2359])  # mean, std of train-split pixels in [0, 1] (measured in 02_dataloaders)
 
 # %% ../nbs/02_dataloaders.ipynb #5feb8ef3
-NORMS = ('dataset', 'image')
+NORMS = ('dataset', 'image', 'none')   # none: the [0, 1] pixels, for an ensemble whose members normalise for themselves (03_models)
 
 class StandardizeEachImage(DisplayedTransform):
     "Per-image contrast normalisation: each image of a batch to zero mean and unit standard deviation."
@@ -86,7 +86,7 @@ def xray_batch_tfms(aug_mult:float=1.0, aspect_jitter:float=0.0, norm:str='datas
         crop = RandomResizedCropGPU(size, min_scale=1 - aspect_jitter, ratio=(math.exp(-aspect_jitter), math.exp(aspect_jitter)))
         crop.split_idx = 0   # training batches only: validation and prediction see the whole film
         tfms.append(crop)
-    return [*tfms, Normalize.from_stats(*XRAY_STATS) if norm == 'dataset' else StandardizeEachImage()]
+    return [*tfms, *{'dataset': [Normalize.from_stats(*XRAY_STATS)], 'image': [StandardizeEachImage()], 'none': []}[norm]]
 
 # %% ../nbs/02_dataloaders.ipynb #bf69388b
 def xray_datablock(root, valid_idx, size:int=224, resize_method:str='squish', aug_mult:float=1.0, aspect_jitter:float=0.0,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from .core import (CLASSES, apply_temperature, binary_metrics, decisions_at, fit_triage, is_pneumonia, labels_at, progress,
                                resolve_device, sha256_file, triage_metrics)
-from fastai.callback.hook import hook_output
+from fastai.callback.hook import hook_outputs
 from fastcore.script import call_parse
 from scipy.stats import spearmanr
 from sklearn.calibration import CalibrationDisplay
@@ -24,7 +24,7 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from .data import find_data_root, read_xray, subset_images
-from .models import load_model, model_outputs, model_pipeline, stored_decision
+from .models import Ensemble, load_model, model_outputs, model_pipeline, stored_decision
 
 # %% auto #0
 __all__ = ['PLOTS', 'TRIAGE_ALPHAS', 'SMOKE_TRAIN_FILMS', 'bootstrap_report', 'triage_report', 'tta_views', 'predict_images',
@@ -56,7 +56,8 @@ def triage_report(labels, decisions, n_boot:int=1000, seed:int=0) -> dict:
 def tta_views(x:torch.Tensor, spec:dict) -> list[torch.Tensor]:
     "The batch `x` (normalised) and three mild variants: zoom 1.05, rotations of -5 and +5 degrees."
     x = x.as_subclass(torch.Tensor)
-    black = -spec['mean'][0] / spec['std'][0] if spec.get('norm', 'dataset') == 'dataset' else float(x.amin())
+    norm = spec.get('norm', 'dataset')
+    black = -spec['mean'][0] / spec['std'][0] if norm == 'dataset' else 0.0 if norm == 'none' else float(x.amin())
     views = [dict(angle=0.0, scale=1.05), dict(angle=-5.0, scale=1.0), dict(angle=5.0, scale=1.0)]
     return [x] + [TF.affine(x, translate=[0, 0], shear=[0.0, 0.0], fill=black, **v) for v in views]
 
@@ -120,21 +121,26 @@ def cam_layer(model:nn.Module) -> nn.Module:
     return blocks[-1]
 
 # %% ../nbs/05_evaluate.ipynb #fd821a86
+def _cam_map(a:torch.Tensor, g:torch.Tensor, net:nn.Module, size) -> torch.Tensor:
+    "Grad-CAM maps (B, H, W) in [0, 1] at `size` from one layer's activations `a` and their gradients `g` (of the network `net`)."
+    if a.dim() == 3:  # ViT tokens (B, N, C): drop class/register tokens, back onto the patch grid
+        n = getattr(net, 'num_prefix_tokens', 1)
+        side = int((a.shape[1] - n) ** 0.5)
+        a, g = (t[:, n:].reshape(t.shape[0], side, side, -1).permute(0, 3, 1, 2) for t in (a, g))
+    cam = F.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True))
+    cam = F.interpolate(cam, size=size, mode='bilinear', align_corners=False)[:, 0]
+    return cam / cam.flatten(1).max(1).values.clamp_min(1e-8)[:, None, None]
+
 def grad_cam(model:nn.Module, x:torch.Tensor, target:int=CLASSES.index('PNEUMONIA')) -> torch.Tensor:
-    "Grad-CAM maps (B, H, W) in [0, 1] for the `target` logit of `model` on the normalised batch `x`."
-    layer = cam_layer(model)
-    with hook_output(layer) as act, hook_output(layer, grad=True) as grad, torch.enable_grad(), warnings.catch_warnings():
+    "Grad-CAM maps (B, H, W) in [0, 1] for the `target` logit of `model` on the batch `x`; of an `Ensemble`, the mean of its members' maps (each read at its own `cam_layer`, by the ensemble's logit)."
+    nets = list(model.members) if isinstance(model, Ensemble) else [model]
+    layers = [cam_layer(n) for n in nets]
+    with hook_outputs(layers) as acts, hook_outputs(layers, grad=True) as grads, torch.enable_grad(), warnings.catch_warnings():
         # fastai's gradient hook is torch's older module hook: it gives the output gradient Grad-CAM needs, and a deprecation notice
         warnings.filterwarnings('ignore', message='Using a non-full backward hook', category=FutureWarning)
         model.zero_grad()
         model(x.as_subclass(torch.Tensor))[:, target].sum().backward()
-    a, g = act.stored, grad.stored[0]
-    if a.dim() == 3:  # ViT tokens (B, N, C): drop class/register tokens, back onto the patch grid
-        n = getattr(model, 'num_prefix_tokens', 1)
-        side = int((a.shape[1] - n) ** 0.5)
-        a, g = (t[:, n:].reshape(t.shape[0], side, side, -1).permute(0, 3, 1, 2) for t in (a, g))
-    cam = F.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True))
-    cam = F.interpolate(cam, size=x.shape[-2:], mode='bilinear', align_corners=False)[:, 0]
+    cam = torch.stack([_cam_map(a, g[0], n, x.shape[-2:]) for a, g, n in zip(acts.stored, grads.stored, nets)]).mean(0)
     return cam / cam.flatten(1).max(1).values.clamp_min(1e-8)[:, None, None]
 
 # %% ../nbs/05_evaluate.ipynb #84edc15e
@@ -146,13 +152,13 @@ def pick_cases(preds:pd.DataFrame, threshold:float, per_kind:int=2) -> pd.DataFr
     return pd.concat([d[d.outcome == k].nlargest(per_kind, 'conf') for k in ('TP', 'TN', 'FP', 'FN')]).drop(columns='conf')
 
 # %% ../nbs/05_evaluate.ipynb #f243f0ca
-def cam_figure(images:list, cams, titles:list[str]) -> plt.Figure:
-    "Grayscale `images` side by side, each with its Grad-CAM map (in [0, 1]) over it and its title, and one colour bar."
+def cam_figure(images:list, cams, titles:list[str], members:int=1) -> plt.Figure:
+    "Grayscale `images` side by side, each with its Grad-CAM map (in [0, 1]) over it and its title, and one colour bar (which says when the maps are the mean of an ensemble's `members`)."
     fig, axs = plt.subplots(1, len(images), figsize=(2.6 * len(images) + 0.8, 3.4), squeeze=False)
     for ax, img, cam, title in zip(axs[0], images, cams, titles):
         ax.imshow(img.resize(cam.shape[::-1]), cmap='gray'); heat = ax.imshow(cam, cmap='jet', alpha=0.35, vmin=0, vmax=1)
         ax.axis('off'); ax.set_title(title, fontsize=7)
-    fig.colorbar(heat, ax=axs[0].tolist(), fraction=0.02, pad=0.01, label='Grad-CAM (pneumonia evidence)')
+    fig.colorbar(heat, ax=axs[0].tolist(), fraction=0.02, pad=0.01, label='Grad-CAM (pneumonia evidence)' + (f', mean of {members} members' if members > 1 else ''))
     return fig
 
 # %% ../nbs/05_evaluate.ipynb #091d0914
@@ -171,7 +177,7 @@ def save_gradcam(model:nn.Module, spec:dict, root, cases:pd.DataFrame, out, devi
     x = model_pipeline(spec, root, len(cases), device).test_dl(cases[['path']]).one_batch()[0]
     cams = grad_cam(model.to(device).eval(), x).cpu().numpy()
     titles = [f"{r.outcome} p={r.prob_pneumonia:.2f}\n" + '\n'.join(wrap_name(Path(r.path).name)) for r in cases.itertuples()]
-    fig = cam_figure([read_xray(Path(root)/r.path) for r in cases.itertuples()], cams, titles)
+    fig = cam_figure([read_xray(Path(root)/r.path) for r in cases.itertuples()], cams, titles, len(spec.get('members', [])) or 1)
     fig.savefig(path := Path(out)/'gradcam.png', dpi=100, bbox_inches='tight'); plt.close(fig)
     return path
 

@@ -8,10 +8,12 @@ import os, threading
 from pathlib import Path
 
 import numpy as np
+import torch.nn.functional as F
 import pandas as pd
 import timm
 import torch
 from fastai.data.core import DataLoaders
+from fastai.torch_core import TensorImage
 from timm.models import register_model
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -19,12 +21,12 @@ from safetensors.torch import load_file, save
 import fastcore.xtras  # noqa: F401  (Path.read_json, Path.write_json)
 
 from .core import CLASSES, decision_rule
-from .dataloaders import inference_pipeline
+from .dataloaders import StandardizeEachImage, inference_pipeline
 
 # %% auto #0
-__all__ = ['COMPARED_ARCHS', 'MODEL_FORMAT', 'conv_block', 'baseline_cnn', 'expanded_cnn', 'cnn', 'cnn_deep', 'model_from_file',
-           'check_arch', 'create_model', 'model_cost', 'save_model_files', 'load_model', 'model_pipeline',
-           'stored_decision', 'embedding_layer', 'model_outputs']
+__all__ = ['COMPARED_ARCHS', 'ENSEMBLE', 'MODEL_FORMAT', 'conv_block', 'baseline_cnn', 'expanded_cnn', 'cnn', 'cnn_deep',
+           'model_from_file', 'check_arch', 'create_model', 'model_cost', 'member_view', 'Ensemble', 'save_model_files',
+           'load_model', 'model_pipeline', 'stored_decision', 'embedding_layers', 'model_outputs']
 
 # %% ../nbs/03_models.ipynb #aad43ec4
 def conv_block(ni:int, nf:int, n_convs:int=1, bn:bool=False) -> nn.Sequential:
@@ -130,6 +132,26 @@ def model_cost(arch:str, img_size:int=224) -> dict:
     return dict(arch=arch, params_M=round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
                 gflops=round(fc.get_total_flops() / 1e9, 2))
 
+# %% ../nbs/03_models.ipynb #27175314
+ENSEMBLE = 'ensemble'
+
+def member_view(x:torch.Tensor, inp:dict) -> torch.Tensor:
+    "The ensemble's batch `x` (`[0, 1]` pixels at its side) as a member sees it: resized to its `img_size` (antialiased bilinear), normalised by its `norm` (`mean`/`std`, or each image to zero mean and unit std)."
+    x = x.as_subclass(torch.Tensor)
+    if x.shape[-1] != inp['img_size']: x = F.interpolate(x, size=(inp['img_size'],) * 2, mode='bilinear', antialias=True, align_corners=False)
+    if inp.get('norm', 'dataset') == 'image': return StandardizeEachImage()(TensorImage(x)).as_subclass(torch.Tensor)
+    return (x - x.new_tensor(inp['mean']).view(1, -1, 1, 1)) / x.new_tensor(inp['std']).view(1, -1, 1, 1)
+
+# %% ../nbs/03_models.ipynb #66b6ef9e
+class Ensemble(nn.Module):
+    "Trained networks as one model: each sees the batch through `member_view(x, inputs[i])`; the output is the mean of their logits, each times `inputs[i]['weight']` (default 1)."
+    def __init__(self, members:list[nn.Module], inputs:list[dict]):
+        super().__init__()
+        if len(members) != len(inputs): raise ValueError(f"{len(members)} members but {len(inputs)} input descriptions.")
+        self.members, self.inputs = nn.ModuleList(members), [dict(i) for i in inputs]
+    def forward(self, x:torch.Tensor) -> torch.Tensor:
+        return torch.stack([i.get('weight', 1.0) * m(member_view(x, i)) for m, i in zip(self.members, self.inputs)]).mean(0)
+
 # %% ../nbs/03_models.ipynb #3334f8ea
 MODEL_FORMAT = 'pneumonia_nb.model/1'
 
@@ -148,14 +170,15 @@ def save_model_files(model:nn.Module, out_dir, arch:str, img_size:int, resize_me
 
 # %% ../nbs/03_models.ipynb #baafbe4c
 def load_model(path) -> tuple[nn.Module, dict]:
-    "Rebuild the model saved by `save_model_files` (from its folder or its `model.json`), in eval mode, with its spec."
+    "Rebuild the model (or `Ensemble`) saved by `save_model_files` (from its folder or its `model.json`), in eval mode, with its spec."
     path = Path(path)
     spec_file = path/'model.json' if path.is_dir() else path
     if not spec_file.is_file():
         raise FileNotFoundError(f"{path} is not a model folder: no model.json. Pass a run folder printed by pneumonia_train (or a model.json).")
     spec = spec_file.read_json()
     if spec.get('format') != MODEL_FORMAT: raise ValueError(f"{spec_file}: format {spec.get('format')!r} is not {MODEL_FORMAT!r}.")
-    model = create_model(spec['arch'], img_size=spec['img_size'])
+    model = (Ensemble([create_model(m['arch'], img_size=m['img_size']) for m in spec['members']], spec['members'])
+             if spec['arch'] == ENSEMBLE else create_model(spec['arch'], img_size=spec['img_size']))
     model.load_state_dict(load_file(spec_file.parent/spec['weights']))
     return model.eval(), spec
 
@@ -177,23 +200,27 @@ def stored_decision(model_dir, spec:dict) -> dict:
     return dict(temperature=rule['temperature'], threshold=dict(rule['threshold'], source='recomputed from valid_predictions.csv'), triage=None)
 
 # %% ../nbs/03_models.ipynb #992c5816
-def embedding_layer(model:nn.Module) -> nn.Linear:
-    "The model's last linear layer: its input is the embedding the decision is made from."
+def embedding_layers(model:nn.Module) -> list[nn.Linear]:
+    "The last linear layer of the model, or of each member of an `Ensemble`: their inputs, side by side, are the embedding the decision is made from."
+    if isinstance(model, Ensemble): return [layer for m in model.members for layer in embedding_layers(m)]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears: raise ValueError(f"{type(model).__name__} has no linear layer to take embeddings from.")
-    return linears[-1]
+    return [linears[-1]]
 
 # %% ../nbs/03_models.ipynb #ce4a5bed
 def model_outputs(model:nn.Module, batches, views=None) -> tuple[np.ndarray, np.ndarray]:
     "Uncalibrated PNEUMONIA probability and embedding of each image of `batches` (on the model's device), in order; `views(x)` (a list of batches, the plain one first) averages the probability over test-time views."
-    embs, probs, caller = [], [], threading.get_ident()
-    keep = lambda m, inp, out: embs.append(inp[0].detach().float().cpu()) if threading.get_ident() == caller else None   # this call's forwards only:
-    hook = embedding_layer(model).register_forward_hook(keep)                                                        # a server runs several at once
+    seen, embs, probs, caller = [], [], [], threading.get_ident()
+    keep = lambda m, inp, out: seen.append(inp[0].detach().float().cpu().flatten(1)) if threading.get_ident() == caller else None   # this call's
+    layers = embedding_layers(model)                                                                     # forwards only: a server runs several at once
+    hooks = [layer.register_forward_hook(keep) for layer in layers]
     try:
         with torch.inference_mode():
             for x, *_ in batches:
+                seen.clear()
                 xs = views(x) if views else [x.as_subclass(torch.Tensor)]
                 probs.append(torch.stack([model(v).float().softmax(1)[:, CLASSES.index('PNEUMONIA')].cpu() for v in xs]).mean(0))
-                del embs[len(embs) - len(xs) + 1:]          # keep the plain view's embedding
-    finally: hook.remove()
-    return torch.cat(probs).numpy(), torch.cat(embs).flatten(1).numpy()
+                embs.append(torch.cat(seen[:len(layers)], 1))          # the plain view's, each layer's side by side
+    finally:
+        for h in hooks: h.remove()
+    return torch.cat(probs).numpy(), torch.cat(embs).numpy()

@@ -20,7 +20,7 @@ from sklearn.model_selection import KFold
 
 from .core import apply_temperature, is_pneumonia, progress, resolve_device, sha256_file
 from .data import ImageProblem, expand_paths, find_data_root, read_xray
-from .models import embedding_layer, load_model, model_outputs, model_pipeline, stored_decision
+from .models import embedding_layers, load_model, model_outputs, model_pipeline, stored_decision
 
 # %% auto #0
 __all__ = ['STAT_FEATURES', 'REFERENCE_FILES', 'PCA_COMPONENTS', 'MIN_REFERENCE', 'MIN_KNOWN', 'NO_EMBEDDINGS', 'image_stats',
@@ -126,7 +126,7 @@ def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0
     table['ood_score'] = guard.score(emb)
     meta = dict(format='pneumonia_nb.reference/1', created=datetime.datetime.now().isoformat(timespec='seconds'), data=str(root), n=len(table),
                 weights_sha256=sha256_file(model_dir/spec['weights']), threshold=decision['threshold']['value'],
-                embedding=dict(layer=f"input of the last linear layer ({type(embedding_layer(model)).__name__})", dim=emb.shape[1]),
+                embedding=dict(layer="input of the last linear layer" + (f" of each of its {n} members, side by side" if (n := len(embedding_layers(model))) > 1 else ""), dim=emb.shape[1]),
                 guard=dict(method=Guard.method, threshold=guard.threshold, target_flag_rate=target,
                            calibration='95th percentile of 5-fold out-of-fold distances' if target == 0.05 else f'{1 - target:.0%} quantile of 5-fold out-of-fold distances'),
                 drift=dict(space=f'first {PCA_COMPONENTS} principal components of the reference embeddings'),

@@ -107,7 +107,7 @@ def predict(self:Detector, images, bs:int=32) -> pd.DataFrame:
 def cam_overlay(detector:Detector, img:Image.Image, title:str):
     "The Grad-CAM overlay of one decoded film as a matplotlib figure, drawn by evaluation's painter (`cam_figure`)."
     cam = grad_cam(detector.model, detector.pipeline.test_dl(pd.DataFrame({'image': [img]})).one_batch()[0])[0].cpu().numpy()
-    return cam_figure([img], [cam], [title])
+    return cam_figure([img], [cam], [title], len(detector.spec.get('members', [])) or 1)
 
 def save_cams(detector:Detector, preds:pd.DataFrame, sources:list, out) -> list[Path]:
     "A Grad-CAM overlay PNG in `out` for each readable row of `preds` (from `detector.predict(sources)`)."

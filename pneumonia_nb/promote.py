@@ -40,7 +40,7 @@ def model_card(run_dir) -> dict:
                 versions={k: env[k] for k in ('python', 'torch', 'fastai', 'timm', 'numpy', 'sklearn', 'pneumonia_nb') if k in env},
                 training=dict(started=record.get('started'), wall_seconds=record.get('wall_seconds'), device=env['device'],
                               device_name=env.get('device_name'), torch_threads=env.get('torch_threads')),
-                run=run_dir.name, data_licence=DATA_ATTRIBUTION)
+                run=run_dir.name, data_licence=DATA_ATTRIBUTION, **{k: spec[k] for k in ('members', 'combine') if k in spec})
 
 # %% ../nbs/10_promote.ipynb #03242c11
 def _origin(config:dict) -> str:
@@ -48,12 +48,23 @@ def _origin(config:dict) -> str:
     w = config.get('pretrained')
     return 'from scratch' if not w else 'from timm hub weights' if w is True or str(w).lower() == 'true' else f"from the weights in {Path(str(w)).name}"
 
+# %% ../nbs/10_promote.ipynb #70766f30
+def _what_it_is(card:dict) -> list[str]:
+    "The card's first lines: the network and its input, or an ensemble's members, each with its input and weights' digest."
+    if not card.get('members'):
+        return [f"`{card['arch']}` {_origin(card['config'])}, one-channel {card['input']['img_size']} px input "
+                f"({card['input']['resize_method']}, {card['input']['norm']} normalisation); recipe `{card['recipe']}`; run `{card['run']}`."]
+    how = 'logits' if card['combine'] == 'logits' else 'calibrated log-odds (each divided by its temperature)'
+    return [f"An ensemble of {len(card['members'])} networks, the mean of their {how}; its input is the film at {card['input']['img_size']} px "
+            f"({card['input']['resize_method']}), which each member resizes and normalises its own way; folder `{card['run']}`:", '',
+            *[f"{i}. `{m['arch']}`, {m['img_size']} px, {m['norm']} normalisation, weight {m['weight']:.3f}; weights SHA-256 {m['sha256'][:16]}… "
+              f"(`{Path(m['source']).name}`)" for i, m in enumerate(card['members'], 1)]]
+
 # %% ../nbs/10_promote.ipynb #944a976d
 def card_markdown(name:str, card:dict) -> str:
-    "The model card as a short Markdown page."
+    "The model card as a short Markdown page (an ensemble's lists its members)."
     fmt = lambda m: ', '.join(f"{k} {v:.3f}" for k, v in m.items() if k in ('roc_auc', 'accuracy', 'sensitivity', 'specificity'))
-    lines = [f"# Model `{name}`", '', f"`{card['arch']}` {_origin(card['config'])}, one-channel {card['input']['img_size']} px input "
-             f"({card['input']['resize_method']}, {card['input']['norm']} normalisation); recipe `{card['recipe']}`; run `{card['run']}`.", '',
+    lines = [f"# Model `{name}`", '', *_what_it_is(card), '',
              f"- Decision threshold {card['threshold']['value']:.4f} on calibrated probabilities (temperature {card['temperature']:.3f}): "
              f"{card['threshold']['rule']}, {card['threshold']['n_valid']} validation images.",
              f"- Validation at the threshold: {fmt(card['valid_metrics'])}."]

@@ -16,18 +16,20 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 import copy
 import torch
+from safetensors.torch import save
 from torch import nn
 from .core import (UNSAFE_WARNINGS, CalibrationWarning, apply_temperature, binary_metrics, calibration_fit, check_alpha, decisions_at,
                                fit_triage, is_pneumonia, triage_text, resolve_device, sha256_file, threshold_for, warnings_as_lines)
 from .data import find_data_root, patient_id, subset_images
 from .evaluate import bootstrap_report, predict_images, triage_report
-from .models import load_model, stored_decision
+from .models import load_model, model_pipeline, stored_decision
 from .monitor import save_reference
 
 # %% auto #0
-__all__ = ['MIN_PER_CLASS', 'REFER_ALSO', 'site_films', 'films_sha256', 'fit_decision', 'grouped_folds', 'cross_validate',
-           'cv_report', 'site_triage', 'adapt_batchnorm', 'calibrate', 'calibration_summary', 'pneumonia_calibrate',
-           'valid_probabilities', 'site_probabilities', 'aspect_rho', 'transfer_report']
+__all__ = ['MIN_PER_CLASS', 'ADAPTATIONS', 'REFER_ALSO', 'site_films', 'films_sha256', 'fit_decision', 'grouped_folds',
+           'cross_validate', 'cv_report', 'site_triage', 'adapt_batchnorm', 'adapt_to_site', 'calibrate',
+           'calibration_summary', 'pneumonia_calibrate', 'valid_probabilities', 'site_probabilities', 'aspect_rho',
+           'transfer_report']
 
 # %% ../nbs/13_site.ipynb #76762852
 MIN_PER_CLASS = 15
@@ -110,46 +112,59 @@ def adapt_batchnorm(model:nn.Module, batches) -> nn.Module:
         for x, *_ in batches: m(x.as_subclass(torch.Tensor))
     return m.eval()
 
+# %% ../nbs/13_site.ipynb #d4dd16d2
+ADAPTATIONS = dict(adabn="BatchNorm running statistics re-estimated; every learned weight unchanged")
+
+def adapt_to_site(model:nn.Module, spec:dict, root, films:pd.DataFrame, method:str, device=None) -> tuple[nn.Module, dict]:
+    "`model` adapted by `method` (one of `ADAPTATIONS`) to the pixels of the site `films` (never their labels), and what was done."
+    if method not in ADAPTATIONS: raise ValueError(f"adapt must be one of {list(ADAPTATIONS)}, got {method!r} (TENT and self-training were measured: 13_site).")
+    adapted = adapt_batchnorm(model.to(device), model_pipeline(spec, root, 64, device).test_dl(films[['path']]))
+    return adapted, dict(method=method, what=ADAPTATIONS[method], films=len(films))
+
 # %% ../nbs/13_site.ipynb #c5a6f290
 REFER_ALSO = f"out of distribution (the guard), or a DICOM warning: {', '.join(UNSAFE_WARNINGS)}"
 
-def _site_spec(spec:dict, shipped:dict, decision:dict, rule:str, films:pd.DataFrame, fingerprint:str, data, triage:dict|None=None) -> dict:
-    "The new `model.json`: the site's decision (and `triage`, when fitted) in force, the validation one kept for reference."
+def _site_spec(spec:dict, shipped:dict, decision:dict, rule:str, films:pd.DataFrame, fingerprint:str, data, triage:dict|None=None,
+               adaptation:dict|None=None) -> dict:
+    "The new `model.json`: the site's decision (and `triage`, when fitted) in force, the validation one kept for reference, and the `adaptation` (if any) said."
     counts, chosen = films.label.value_counts(), dict(chosen_on=f'site films ({Path(data).name})', data_sha256=fingerprint, date=datetime.date.today().isoformat())
     threshold = dict(value=decision['threshold'], rule=rule, chosen_on=chosen['chosen_on'], n_normal=int(counts.get('NORMAL', 0)),
                      n_pneumonia=int(counts.get('PNEUMONIA', 0)), data_sha256=fingerprint, date=chosen['date'])
-    stored = {'triage': dict(triage, **chosen, refer_also=REFER_ALSO)} if triage else {}
+    stored = ({'triage': dict(triage, **chosen, refer_also=REFER_ALSO)} if triage else {}) | ({'adaptation': dict(adaptation, **chosen)} if adaptation else {})
     return {**{k: v for k, v in spec.items() if k != 'triage'}, 'threshold': threshold, 'temperature': decision['temperature'], **stored,
             'validation_decision': dict(threshold=shipped['threshold'], temperature=shipped['temperature'], valid_metrics=spec.get('valid_metrics'))}
 
 # %% ../nbs/13_site.ipynb #2cc84631
-def calibrate(model_dir, data, out, rule:str='youden', folds:int=5, seed:int=0, device:str='auto', n_boot:int=1000, refer:float|None=None) -> dict:
-    "Refit `model_dir`'s decision (and a triage at error rate `refer`) on the labelled site films in `data`, estimate it by grouped CV, write `out`."
+def calibrate(model_dir, data, out, rule:str='youden', folds:int=5, seed:int=0, device:str='auto', n_boot:int=1000, refer:float|None=None,
+              adapt:str|None=None) -> dict:
+    "Refit `model_dir`'s decision (and a triage at error rate `refer`) on the labelled site films in `data` (after adapting the network to their pixels by `adapt`), estimate it by grouped CV, write `out`."
     model_dir, out = Path(model_dir), Path(out)
     if out.exists(): raise FileExistsError(f"{out} already exists; choose another --out (nothing was changed).")
     films, (model, spec) = site_films(data), load_model(model_dir)
     if refer is not None: check_alpha(refer, films.label.value_counts().to_dict())
-    root, shipped = find_data_root(data)[0], stored_decision(model_dir, spec)
-    films['prob_uncalibrated'] = predict_images(model, spec, root, films, device=resolve_device(device))
+    root, shipped, dev = find_data_root(data)[0], stored_decision(model_dir, spec), resolve_device(device)
+    if adapt: model, adaptation = adapt_to_site(model, spec, root, films, adapt, dev)
+    films['prob_uncalibrated'] = predict_images(model, spec, root, films, device=dev)
     y, pu = (films.label == 'PNEUMONIA').to_numpy().astype(int), films.prob_uncalibrated.to_numpy()
     decision, cv = fit_decision(y, pu, rule), cross_validate(y, pu, films.patient, rule, folds, seed)
     shipped_report = bootstrap_report(y, apply_temperature(pu, shipped['temperature']), shipped['threshold']['value'], n_boot, seed)
-    report = dict(model=str(model_dir), data=str(root), rule=rule, n=len(films), patients=int(films.patient.nunique()), folds=folds, seed=seed,
+    report = dict(model=str(model_dir), data=str(root), adaptation=adaptation if adapt else None, rule=rule, n=len(films), patients=int(films.patient.nunique()), folds=folds, seed=seed,
                   classes=films.label.value_counts().to_dict(), shipped_threshold=shipped['threshold'],
                   as_shipped={k: shipped_report[k] for k in ('accuracy', 'sensitivity', 'specificity', 'roc_auc')},
                   cross_validated=cv_report(y, cv.predicted, n_boot, seed), decision=decision,
                   triage=site_triage(y, pu, films.patient, decision, refer, rule, folds, seed, n_boot) if refer is not None else None)
-    new_spec = _site_spec(spec, shipped, decision, rule, films, films_sha256(root, films.path), data, report['triage'])
-    _write_site_model(model_dir, out, new_spec, films, report)
+    new_spec = _site_spec(spec, shipped, decision, rule, films, films_sha256(root, films.path), data, report['triage'], report['adaptation'])
+    _write_site_model(model_dir, out, new_spec, films, report, model if adapt else None)
     save_reference(out, data, films=films[['path', 'label']])
     return report
 
 # %% ../nbs/13_site.ipynb #8c1e82fc
-def _write_site_model(model_dir:Path, out:Path, spec:dict, films:pd.DataFrame, report:dict):
-    "The site model folder, made in a staging folder and renamed into place."
+def _write_site_model(model_dir:Path, out:Path, spec:dict, films:pd.DataFrame, report:dict, adapted:nn.Module|None=None):
+    "The site model folder, made in a staging folder and renamed into place: the shipped weights file, or the `adapted` network's."
     staging = out.with_name(f'.{out.name}.partial')
     shutil.rmtree(staging, ignore_errors=True); staging.mkdir(parents=True)
-    shutil.copy2(model_dir/spec['weights'], staging/spec['weights'])
+    if adapted is None: shutil.copy2(model_dir/spec['weights'], staging/spec['weights'])
+    else: (staging/spec['weights']).write_bytes(save({k: v.detach().cpu().contiguous() for k, v in adapted.state_dict().items()}))
     (staging/'model.json').write_json(spec, indent=2)
     films.assign(prob_pneumonia=apply_temperature(films.prob_uncalibrated, spec['temperature'])).to_csv(staging/'site_predictions.csv', index=False)
     shutil.copy2(staging/'site_predictions.csv', staging/'valid_predictions.csv')   # what chose this decision, where consumers look for it
@@ -175,6 +190,7 @@ def calibration_summary(rep:dict, out) -> str:
     c, t, d = rep['classes'], rep['shipped_threshold'], rep['decision']
     return '\n'.join([
         f"{rep['n']} site films ({rep['patients']} patients: {c.get('NORMAL', 0)} NORMAL, {c.get('PNEUMONIA', 0)} PNEUMONIA) from {rep['data']}",
+        *([f"adapted ({a['method']}): {a['what']}, on these {a['films']} films' pixels (their labels were not used)"] if (a := rep.get('adaptation')) else []),
         f"as shipped, at its threshold {t['value']:.4f} (chosen on {t.get('chosen_on', 'valid')}): {_line(rep['as_shipped'])}",
         f"site decision (rule {rep['rule']}), fitted on all {rep['n']} films: temperature {d['temperature']:.3f}, threshold {d['threshold']:.4f}"
         + (" (temperature fit failed: probabilities left uncalibrated)" if 'calibration_failed' in d else ''),
@@ -189,17 +205,18 @@ def calibration_summary(rep:dict, out) -> str:
 @call_parse
 def pneumonia_calibrate(
     out:Param('New model folder for the site (never replaces an existing one)', str, required=True)=None,
-    model:str='models/default', # Model folder to recalibrate (its weights are copied unchanged)
+    model:str='models/default', # Model folder to recalibrate (its weights are copied unchanged, unless --adapt)
     data:str=None, # The site's labelled films: NORMAL/ and PNEUMONIA/ (at least 15 of each)
     rule:str='youden', # Threshold rule on the site films: youden, or sensitivity:X (e.g. sensitivity:0.95)
     folds:int=5, # Patient-grouped cross-validation folds for the estimate
     seed:int=0, # Seed of the folds and the bootstrap
     device:str='auto', # auto, cpu or cuda
     refer:float=None, # Also store a triage (NORMAL / PNEUMONIA / REFER) whose per-class error rate is at most this (e.g. 0.05)
+    adapt:str=None, # Adapt the network to the site's films first (their pixels, not their labels): adabn
 ):
     "Refit a model's decision (temperature and threshold, and a triage with --refer) on a site's labelled films and write a model folder for that site."
     try:
-        with warnings_as_lines('pneumonia_calibrate'): rep = calibrate(model, data, out, rule, folds, seed, device, refer=refer)
+        with warnings_as_lines('pneumonia_calibrate'): rep = calibrate(model, data, out, rule, folds, seed, device, refer=refer, adapt=adapt)
     except (FileNotFoundError, FileExistsError, ValueError, TypeError) as e: raise SystemExit(f"pneumonia_calibrate: {e}") from None
     print(calibration_summary(rep, out))
 

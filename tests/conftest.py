@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from pneumonia_nb.core import free_port, shared_data
+from pneumonia_nb.pacs import local_orthanc
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -66,3 +67,10 @@ def messy_sample(shared, tmp_path_factory):
     (normal/'empty.jpeg').write_bytes(b'')
     Image.new('L', (1, 1), 200).save(normal/'tiny.png')
     return d
+
+
+@pytest.fixture()
+def orthanc(tmp_path):
+    "A real Orthanc with DICOMweb on a free 127.0.0.1 port (its DICOMweb root): a failure in CI, which installs it, a skip elsewhere."
+    if not shutil.which('Orthanc'): (pytest.fail if os.environ.get('CI') else pytest.skip)('Orthanc is needed (apt-get install orthanc orthanc-dicomweb; .ci/run installs them)')
+    with local_orthanc(tmp_path/'orthanc') as url: yield url

@@ -1,7 +1,7 @@
 """DICOM in and out (issue 24), through the commands and servers a user runs: `pneumonia_predict` and `pneumonia_eval` on
 DICOM films written from the sample's real test films, `POST /predict` with `application/dicom` parts, and
 `pneumonia_pacs` against a real Orthanc (Debian's `orthanc` and `orthanc-dicomweb`; `.ci/run` installs them)."""
-import io, json, os, shutil
+import io, json, os
 
 import httpx
 import pandas as pd
@@ -13,7 +13,7 @@ from PIL import Image
 
 from conftest import ROOT, run_cli, serving
 from pneumonia_nb.data import expand_paths, film_to_dicom
-from pneumonia_nb.pacs import MODALITY, SERIES_UID, SOP_UID, STUDY_UID, _value, local_orthanc, sr_result
+from pneumonia_nb.pacs import MODALITY, SERIES_UID, SOP_UID, STUDY_UID, _value, sr_result
 
 KINDS = ({}, dict(bits=16, monochrome1=True), dict(jpeg=True))   # 12-bit with a window, inverted 16-bit, baseline JPEG: in turn
 PATIENT = ('Test^Film', 'TEST-0001', 'ACC0001', '20230101')     # the made-up patient every written film carries
@@ -66,12 +66,6 @@ def test_service_answers_dicom_parts(shared, dicom_films, tmp_path):
     assert [w['code'] for w in b['warnings']] == ['view', 'age'] and plan['problem_code'] == 'no_pixel_data'
     assert 'pneumonia_input_warnings_total{code="age"} 1.0' in metrics and 'pneumonia_rejected_inputs_total{reason="no_pixel_data"} 1.0' in metrics
     assert not any(x in (tmp_path/'requests.jsonl').read_text() for x in PATIENT)
-
-
-@pytest.fixture()
-def orthanc(tmp_path):
-    if not shutil.which('Orthanc'): (pytest.fail if os.environ.get('CI') else pytest.skip)('Orthanc is needed (apt-get install orthanc orthanc-dicomweb; .ci/run installs them)')
-    with local_orthanc(tmp_path/'orthanc') as url: yield url
 
 
 def stored_reports(client) -> dict:

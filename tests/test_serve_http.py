@@ -2,7 +2,6 @@
 import io, json, os, re, ssl, subprocess, time
 from concurrent.futures import ThreadPoolExecutor
 
-from pathlib import Path
 
 import httpx
 import numpy as np
