@@ -52,11 +52,13 @@ def sha256_file(path) -> str:
 
 # %% ../nbs/00_core.ipynb #c0e0000b
 def git_state(repo=Path(pneumonia_nb.__file__).parent) -> dict:
-    "Commit and dirty flag of the git checkout holding `repo` (by default the running code), or Nones outside one."
+    "Commit and dirty flag of the project's own checkout (whose top level is the parent of `repo`, the package folder); for a copy without `.git` (as on the GPU machine) the commit in env `PNEUMONIA_SOURCE_COMMIT` (dirty unknown), else Nones. Never the commit of a repository that merely surrounds the folder."
+    run = lambda *a: subprocess.run(['git', '-C', str(repo), *a], capture_output=True, text=True, check=True).stdout.strip()
     try:
-        run = lambda *a: subprocess.run(['git', '-C', str(repo), *a], capture_output=True, text=True, check=True).stdout.strip()
-        return dict(commit=run('rev-parse', 'HEAD'), dirty=bool(run('status', '--porcelain', '--untracked-files=no')))
-    except (OSError, subprocess.CalledProcessError): return dict(commit=None, dirty=None)
+        if Path(run('rev-parse', '--show-toplevel')).resolve() == Path(repo).resolve().parent:
+            return dict(commit=run('rev-parse', 'HEAD'), dirty=bool(run('status', '--porcelain', '--untracked-files=no')))
+    except (OSError, subprocess.CalledProcessError): pass
+    return dict(commit=os.environ.get('PNEUMONIA_SOURCE_COMMIT'), dirty=None)
 
 # %% ../nbs/00_core.ipynb #c0e0000e
 DEVICES = ('auto', 'cpu', 'cuda')

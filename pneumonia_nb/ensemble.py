@@ -99,7 +99,8 @@ def make_ensemble(model_dirs, out, data=None, combine:str='logits', rule:str='se
     preds.to_csv(out/'valid_predictions.csv', index=False)
     metrics = dict(r['valid_metrics'], threshold=r['threshold'], temperature=r['temperature'], n=len(preds), members=len(members))
     (out/'metrics.json').write_json(metrics, indent=2)
-    save_model_files(ens, out, ENSEMBLE, spec['img_size'], spec['resize_method'], spec['mean'], spec['std'], members=members, combine=combine, **r)
+    save_model_files(ens, out, ENSEMBLE, spec['img_size'], spec['resize_method'], spec['mean'], spec['std'], norm=spec['norm'], members=members,
+                     combine=combine, **r)
     (out/'config.json').write_json(_record(out, members, combine, rule, data, split_file, dev, started), indent=2, default=str)
     return metrics
 

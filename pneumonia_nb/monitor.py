@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_monitor.ipynb #5b8ba199
 from __future__ import annotations
-import base64, datetime, io, json, sys, warnings
+import base64, datetime, io, json, sys, time, warnings
 from collections import deque
 from pathlib import Path
 
@@ -118,8 +118,11 @@ def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0
     if missing := [p for p in valid.path if not (root/p).is_file()]:
         raise FileNotFoundError(f"{len(missing)} of the {len(valid)} reference films of {model_dir} are not under {root} "
                                 f"(first: {missing[0]}); pass the data folder they come from (for validation films, the one the model was trained on).")
-    images = [read_xray(root/p) for p in progress(valid.path, 'reference films read')]
-    emb, table = profile_images(model, spec, decision['temperature'], images, resolve_device(device), bs)
+    images, dev = [read_xray(root/p) for p in progress(valid.path, 'reference films read')], resolve_device(device)
+    started = time.perf_counter()
+    emb, table = profile_images(model, spec, decision['temperature'], images, dev, bs)
+    scoring = dict(ms_per_film=round(1000 * (time.perf_counter() - started) / len(images), 2), batch=bs, device=str(dev), torch_threads=torch.get_num_threads(),
+                   what='preprocessing and network on decoded films, in batches')
     table.insert(0, 'path', valid.path.values); table.insert(1, 'label', valid.label.values)
     if sizes_from: table = with_real_sizes(table, sizes_from)
     guard = Guard(emb, target=target)
@@ -130,7 +133,7 @@ def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0
                 guard=dict(method=Guard.method, threshold=guard.threshold, target_flag_rate=target,
                            calibration='95th percentile of 5-fold out-of-fold distances' if target == 0.05 else f'{1 - target:.0%} quantile of 5-fold out-of-fold distances'),
                 drift=dict(space=f'first {PCA_COMPONENTS} principal components of the reference embeddings'),
-                sizes=f'of the same films in {sizes_from} ({table.aspect.notna().sum()} found; the others unknown)' if sizes_from else f'as read from {root}')
+                scoring=scoring, sizes=f'of the same films in {sizes_from} ({table.aspect.notna().sum()} found; the others unknown)' if sizes_from else f'as read from {root}')
     return Reference(emb, table, meta)
 
 # %% ../nbs/09_monitor.ipynb #5a1e0c12

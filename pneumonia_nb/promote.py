@@ -60,6 +60,14 @@ def _what_it_is(card:dict) -> list[str]:
             *[f"{i}. `{m['arch']}`, {m['img_size']} px, {m['norm']} normalisation, weight {m['weight']:.3f}; weights SHA-256 {m['sha256'][:16]}… "
               f"(`{Path(m['source']).name}`)" for i, m in enumerate(card['members'], 1)]]
 
+# %% ../nbs/10_promote.ipynb #a1dc9067
+def _chosen(card:dict) -> str:
+    "Which films chose what, as the card says it: training, the decision, the test report."
+    t, r = card['threshold'], card['test_report']
+    said = (f"trained on the split's training films (SHA-256 {card['split_sha256'][:12]}…); its temperature and threshold were chosen on "
+            f"{t.get('n_valid', '?')} {t.get('chosen_on', 'valid')} films")
+    return said + (f"; the {r['n']} {r['subset']} films of {Path(str(r['data'])).name} chose nothing, they only judge." if r else '.')
+
 # %% ../nbs/10_promote.ipynb #944a976d
 def card_markdown(name:str, card:dict) -> str:
     "The model card as a short Markdown page (an ensemble's lists its members)."
@@ -72,6 +80,10 @@ def card_markdown(name:str, card:dict) -> str:
         lines.append(f"- {t['subset']} ({t['n']} images, {t['n_pneumonia']} pneumonia, {t['data']}): "
                      + ', '.join(f"{k} {v['value']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" for k, v in t['metrics'].items()
                                  if k in ('roc_auc', 'accuracy', 'sensitivity', 'specificity')) + f" ({t['interval']} intervals).")
+    if s := card.get('scoring'):
+        lines.append(f"- Cost on {s['device']} ({s['torch_threads']} threads): {s['ms_per_film']:.1f} ms per film for preprocessing and network "
+                     f"(decoded films, batches of {s['batch']}), measured while profiling the validation films; decoding and HTTP come on top.")
+    lines.append(f"- Which films chose it: {_chosen(card)}")
     tr = card['training']
     lines += [f"- Trained {tr['started']} in {tr['wall_seconds']} s on {tr['device']} ({tr['device_name']}); git {card['git']['commit']}"
               f"{' (uncommitted changes)' if card['git']['dirty'] else ''}; split SHA-256 {card['split_sha256'][:16]}…",
@@ -98,12 +110,13 @@ def promote(run_dir, name:str, models='models', force:bool=False, data=None) -> 
     staging = models/f'.{name}.partial'
     shutil.rmtree(staging, ignore_errors=True); staging.mkdir(parents=True)
     for f in MODEL_FILES: shutil.copy2(run_dir/f, staging/f)
-    (staging/'card.json').write_json({'name': name, 'promoted': promoted, **card}, indent=2)
-    (staging/'README.md').write_text(card_markdown(name, card))
     try: save_reference(staging, data or card['data'])
     except FileNotFoundError as e:
         shutil.rmtree(staging)
         raise FileNotFoundError(f"the reference profile needs the run's validation images: {e} Pass --data DIR.") from None
+    card['scoring'] = (staging/'reference.json').read_json()['scoring']   # measured while profiling the validation films
+    (staging/'card.json').write_json({'name': name, 'promoted': promoted, **card}, indent=2)
+    (staging/'README.md').write_text(card_markdown(name, card))
     if dest.exists(): (models/'_replaced').mkdir(exist_ok=True); dest.rename(models/'_replaced'/f'{name}-{promoted.replace(":", "")}')
     staging.rename(dest)
     index = models/'index.csv'

@@ -28,6 +28,9 @@ STEPS=${STEPS:-bench recipe grid}
 for s in $STEPS; do case $s in bench|recipe|grid) ;; *) echo "unknown step '$s': STEPS takes bench, recipe, grid" >&2; exit 2;; esac; done
 PYTHON=${PYTHON:-python3}
 export HF_HUB_OFFLINE=1
+# the project's own commit for every record: the device gets a copy without .git (git_state would otherwise see none, or
+# the commit of whatever repository surrounds it); write it here with `git rev-parse HEAD > .source_commit` and carry it
+export PNEUMONIA_SOURCE_COMMIT=${PNEUMONIA_SOURCE_COMMIT:-$(cat .source_commit 2>/dev/null || true)}
 
 if [ -d .whl ] && ! "$PYTHON" -c "import fastai" 2>/dev/null; then      # the device machine has no fastai: install the wheels
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl

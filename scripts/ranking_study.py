@@ -2,6 +2,11 @@
 
     .venv/bin/python scripts/ranking_study.py --runs runs/issue31 --out reports/ranking-study/2026-12-05
 
+The candidates were trained first (2 CPU cores; wall times in each run's config.json):
+    pneumonia_train --recipe cpu --data ../shared/data/chest_xray_224 --seed 1 --runs runs/issue31   (and --seed 2)
+    pneumonia_train --recipe cpu --arch cnn_deep --img_size 128 --data ../shared/data/chest_xray_224 --seed 42 --runs runs/issue31
+the ensembles are made here by pneumonia_ensemble's make_ensemble (into runs/issue31/ensemble-*).
+
 Rows: single models (models/default and the same recipe's other seeds; cnn_deep at 128 px), ensembles made by
 pneumonia_ensemble (logits or calibrated log-odds averaged), test-time augmentation (TTA) and adaptation to the site's
 UNLABELLED films (AdaBN, TENT, self-training on confident pseudo-labels: the labels are hidden from the adaptation).
@@ -14,7 +19,7 @@ Which films chose what: the members were trained on the 4716/516 split of the of
 thresholds chosen on the 516 validation films; everything in this table is measured on the 103 site films, so the
 site films CHOOSE among the rows (the winner's figures here are optimistic). The 481 held-back films judge, outside.
 """
-import copy, json, time
+import copy, json, shutil, time
 from pathlib import Path
 
 import matplotlib; matplotlib.use('Agg')
@@ -26,10 +31,11 @@ from fastcore.script import call_parse
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from pneumonia_nb.core import apply_temperature, binary_metrics
 from pneumonia_nb.data import find_data_root
 from pneumonia_nb.ensemble import make_ensemble
 from pneumonia_nb.evaluate import predict_images
-from pneumonia_nb.models import load_model, model_pipeline
+from pneumonia_nb.models import load_model, model_pipeline, stored_decision
 from pneumonia_nb.site import adapt_batchnorm, cross_validate, cv_report, site_films
 
 
@@ -100,27 +106,41 @@ def timed_probs(model_dir, films, root, tta=False):
     return p, 1000 * dt / len(films), model, spec
 
 
+def as_shipped(model_dir, y, pu) -> dict:
+    "Sensitivity and specificity on the site films at the model's stored (validation-chosen) temperature and threshold."
+    model_dir = Path(model_dir)
+    d = stored_decision(model_dir, json.loads((model_dir/'model.json').read_text()))
+    m = binary_metrics(y, apply_temperature(pu, d['temperature']), d['threshold']['value'])
+    return dict(shipped_threshold=d['threshold']['value'], shipped_sensitivity=m['sensitivity'], shipped_specificity=m['specificity'])
+
+
 def valid_auc(d):
     return json.loads((Path(d)/'model.json').read_text()).get('valid_metrics', {}).get('roc_auc')
 
 
 def figure(table:pd.DataFrame, path):
-    fig, ax = plt.subplots(figsize=(8, 0.38 * len(table) + 1.2))
+    "Each row's site ROC-AUC and its paired difference from models/default, with 95% patient-bootstrap intervals, coloured by kind."
+    fig, (ax, dx) = plt.subplots(1, 2, figsize=(11, 0.36 * len(table) + 1.6), sharey=True, gridspec_kw=dict(width_ratios=[3, 2]))
     colours = dict(single='tab:blue', capacity='tab:purple', ensemble='tab:green', tta='tab:orange', adaptation='tab:red')
     yy = np.arange(len(table))[::-1]
     for yv, r in zip(yy, table.itertuples()):
         ax.errorbar(r.site_roc_auc, yv, xerr=[[r.site_roc_auc - r.site_roc_auc_lo], [r.site_roc_auc_hi - r.site_roc_auc]], fmt='o', color=colours[r.kind], capsize=3)
-    ax.axvline(table.site_roc_auc.iloc[0], color='grey', ls='--', lw=1, label='models/default')
-    ax.set_yticks(yy, table.name, fontsize=8); ax.set_xlabel('site ROC-AUC (103 films, 95% patient-bootstrap interval)')
-    ax.set_title('Ranking a new hospital\'s films: the 103 site films choose (optimistic); the 481 held-back films judge', fontsize=9)
-    ax.legend(loc='lower left', fontsize=8); fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+        dx.errorbar(r.d_auc, yv, xerr=[[r.d_auc - r.d_auc_lo], [r.d_auc_hi - r.d_auc]], fmt='o', color=colours[r.kind], capsize=3)
+    ax.axvline(table.site_roc_auc.iloc[0], color='grey', ls='--', lw=1); dx.axvline(0, color='grey', ls='--', lw=1)
+    ax.set_yticks(yy, table.name.str.replace(r' \(\d{8}-\d{6}-[\w-]+\)', '', regex=True), fontsize=8)
+    ax.set_xlabel('site ROC-AUC (95% interval, patients resampled)'); dx.set_xlabel('minus models/default (paired)')
+    for kind, c in colours.items(): ax.scatter([], [], color=c, label=kind)
+    ax.legend(loc='lower left', fontsize=7)
+    fig.suptitle("Ranking a new hospital's films: the 103 site films choose among the rows (optimistic); the 481 held-back films judge", fontsize=9)
+    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
 
 
 @call_parse
 def main(runs:str='runs/issue31', # Folder with the candidate runs (train them first; see the issue's closing note)
          site:str='../shared/data/chest_xray_site', # The site's labelled films (they choose)
          out:str='reports/ranking-study/2026-12-05', # Report folder: table.csv, ranking.png, README.md
-         default:str='models/default'):
+         default:str='models/default', # The shipped model every row is compared with
+         picture:str='nbs/images/ranking_study.png'): # A copy of the figure for the notebook (13_site)
     torch.manual_seed(0); torch.set_num_threads(2)
     out, runs = Path(out), Path(runs)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,16 +151,17 @@ def main(runs:str='runs/issue31', # Folder with the candidate runs (train them f
     rows, probs = [], {}
     p0, ms0, model0, spec0 = timed_probs(default, films, root)
     probs['default'] = p0
-    rows.append(score('models/default (resnet10t 96 px, seed 42)', y, groups, p0, None, 'single', ms_per_film=ms0, valid_roc_auc=valid_auc(default)))
+    rows.append(score('models/default (resnet10t 96 px, seed 42)', y, groups, p0, None, 'single', ms_per_film=ms0, valid_roc_auc=valid_auc(default), **as_shipped(default, y, p0)))
     for d in seeds + deep:
         p, ms, *_ = timed_probs(d, films, root)
         probs[d.name] = p
         cfg = json.loads((d/'config.json').read_text())['config']
         rows.append(score(f"{cfg['arch']} {cfg['img_size']} px, seed {cfg['seed']} ({d.name})", y, groups, p, p0, 'single' if d in seeds else 'capacity',
-                          ms_per_film=ms, valid_roc_auc=valid_auc(d)))
+                          ms_per_film=ms, valid_roc_auc=valid_auc(d), **as_shipped(d, y, p)))
     # ensembles
     groups_of = {'3 seeds': [Path(default), *seeds]}
     if deep: groups_of |= {'default + cnn_deep 128': [Path(default), deep[0]], '3 seeds + cnn_deep 128': [Path(default), *seeds, deep[0]]}
+    if len(deep) > 1: groups_of |= {f'{len(deep)} cnn_deep 128 seeds': deep}
     split = next(iter(seeds or deep))/'split.csv'
     for gname, members in groups_of.items():
         if len(members) < 2: continue
@@ -150,19 +171,28 @@ def main(runs:str='runs/issue31', # Folder with the candidate runs (train them f
                 make_ensemble(members, folder, data='../shared/data/chest_xray_224', combine=combine, split=split)
             p, ms, *_ = timed_probs(folder, films, root)
             probs[folder.name] = p
-            rows.append(score(f"ensemble: {gname} ({combine})", y, groups, p, p0, 'ensemble', ms_per_film=ms, valid_roc_auc=valid_auc(folder), folder=str(folder)))
+            rows.append(score(f"ensemble: {gname} ({combine})", y, groups, p, p0, 'ensemble', ms_per_film=ms, valid_roc_auc=valid_auc(folder), folder=str(folder),
+                              **as_shipped(folder, y, p)))
     # TTA on the default
     pt, mst, *_ = timed_probs(default, films, root, tta=True)
-    rows.append(score('models/default + TTA (4 views)', y, groups, pt, p0, 'tta', ms_per_film=mst, ms_per_extra_view=(mst - ms0) / 3))
+    rows.append(score('models/default + TTA (4 views)', y, groups, pt, p0, 'tta', ms_per_film=mst, ms_per_extra_view=(mst - ms0) / 3,
+                      **as_shipped(default, y, pt)))
     # adaptation on the site's unlabelled films
     batches = site_batches(spec0, root, films)
     for name, adapt in (('AdaBN', adapt_batchnorm), ('TENT (10 steps, lr 1e-3)', adapt_tent), ('self-training (25% per class, 5 epochs)', adapt_self_training)):
         t = time.perf_counter(); m = adapt(model0, batches); secs = time.perf_counter() - t
         p = predict_images(m, spec0, root, films)
         rows.append(score(f"models/default + {name}", y, groups, p, p0, 'adaptation', adapt_seconds=secs))
+    for d in deep:   # the larger network, adapted the way pneumonia_calibrate --adapt offers
+        model, spec = load_model(d)
+        p = predict_images(adapt_batchnorm(model, site_batches(spec, root, films)), spec, root, films)
+        cfg = json.loads((d/'config.json').read_text())['config']
+        rows.append(score(f"cnn_deep 128 px, seed {cfg['seed']} + AdaBN", y, groups, p, p0, 'adaptation'))
     table = pd.DataFrame(rows)
     table.round(4).to_csv(out/'table.csv', index=False)
-    s = table[table.kind.eq('single')]
-    print(f"seed-to-seed: site ROC-AUC of the recipe's {len(s)} seeds {s.site_roc_auc.min():.4f}-{s.site_roc_auc.max():.4f} (sd {s.site_roc_auc.std():.4f})")
+    for kind in ('single', 'capacity'):
+        s = table[table.kind.eq(kind)]
+        if len(s) > 1: print(f"seed-to-seed ({kind}): site ROC-AUC of {len(s)} seeds {s.site_roc_auc.min():.4f}-{s.site_roc_auc.max():.4f} (sd {s.site_roc_auc.std():.4f})")
     figure(table, out/'ranking.png')
+    if picture: shutil.copyfile(out/'ranking.png', picture)
     print(out)

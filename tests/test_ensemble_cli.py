@@ -53,10 +53,11 @@ def test_served_and_calibrated(ensemble, shared, tmp_path):
     assert r.status_code == 200 and [x['prob_pneumonia'] for x in r.json()['results']] == pytest.approx(direct.prob_pneumonia.tolist(), abs=1e-5)
     assert info['arch'] == 'ensemble', info
     out = tmp_path/'site'
-    run_cli('pneumonia_calibrate', '--model', pair, '--data', shared/'chest_xray_site', '--out', out, '--refer', '0.1')
+    said = run_cli('pneumonia_calibrate', '--model', pair, '--data', shared/'chest_xray_site', '--out', out, '--refer', '0.1', '--adapt', 'adabn').stdout
     spec = json.loads((out/'model.json').read_text())
     assert spec['arch'] == 'ensemble' and len(spec['members']) == 2 and spec['threshold']['chosen_on'] != 'valid'
-    assert sha256_file(out/'model.safetensors') == sha256_file(pair/'model.safetensors')
+    assert spec['adaptation']['method'] == 'adabn' and 'adapted (adabn): BatchNorm running statistics re-estimated' in said, said
+    assert sha256_file(out/'model.safetensors') != sha256_file(pair/'model.safetensors')   # both members' BatchNorm statistics are the site's
 
 
 def test_the_watcher_reports_with_it(ensemble, orthanc, shared, tmp_path):
