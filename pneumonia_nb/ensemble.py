@@ -5,6 +5,7 @@
 # %% ../nbs/05a_ensemble.ipynb #b8d83fb6
 from __future__ import annotations
 import datetime, shutil, time
+from collections import Counter
 from pathlib import Path
 
 from fastcore.script import Param, call_parse
@@ -46,7 +47,8 @@ def ensemble_members(model_dirs, combine:str='logits') -> tuple[list, list[dict]
     if combine not in COMBINE: raise ValueError(f"combine must be one of {COMBINE}, got {combine!r}")
     if len(model_dirs) < 2: raise ValueError(f"an ensemble needs two or more models, got {len(model_dirs)}.")
     nets, members = zip(*(member(d, combine) for d in model_dirs))
-    if len(twice := [m['source'] for m in members if [n['sha256'] for n in members].count(m['sha256']) > 1]):
+    copies = Counter(m['sha256'] for m in members)
+    if twice := [m['source'] for m in members if copies[m['sha256']] > 1]:
         raise ValueError(f"the same weights are listed more than once: {twice}.")
     if len(resize := {m['resize_method'] for m in members}) > 1:
         raise ValueError(f"the members resize films differently ({sorted(resize)}); an ensemble's members share one resize method.")

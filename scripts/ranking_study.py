@@ -36,7 +36,7 @@ from pneumonia_nb.data import find_data_root
 from pneumonia_nb.ensemble import make_ensemble
 from pneumonia_nb.evaluate import predict_images
 from pneumonia_nb.models import load_model, model_pipeline, stored_decision
-from pneumonia_nb.site import adapt_batchnorm, cross_validate, cv_report, site_films
+from pneumonia_nb.site import adapt_batchnorm, adapt_to_site, cross_validate, cv_report, site_films
 
 
 def patient_bootstrap(y, p, groups, p0=None, n_boot:int=2000, seed:int=0) -> tuple[float, float, float]:
@@ -185,7 +185,7 @@ def main(runs:str='runs/issue31', # Folder with the candidate runs (train them f
         rows.append(score(f"models/default + {name}", y, groups, p, p0, 'adaptation', adapt_seconds=secs))
     for d in deep:   # the larger network, adapted the way pneumonia_calibrate --adapt offers
         model, spec = load_model(d)
-        p = predict_images(adapt_batchnorm(model, site_batches(spec, root, films)), spec, root, films)
+        p = predict_images(adapt_to_site(model, spec, root, films, 'adabn')[0], spec, root, films)
         cfg = json.loads((d/'config.json').read_text())['config']
         rows.append(score(f"cnn_deep 128 px, seed {cfg['seed']} + AdaBN", y, groups, p, p0, 'adaptation'))
     table = pd.DataFrame(rows)

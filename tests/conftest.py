@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from pneumonia_nb.core import free_port, shared_data
-from pneumonia_nb.pacs import local_orthanc
+from pneumonia_nb.pacs import MODALITY, SERIES_UID, SOP_UID, STUDY_UID, _value, local_orthanc, sr_result
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -74,3 +74,15 @@ def orthanc(tmp_path):
     "A real Orthanc with DICOMweb on a free 127.0.0.1 port (its DICOMweb root): a failure in CI, which installs it, a skip elsewhere."
     if not shutil.which('Orthanc'): (pytest.fail if os.environ.get('CI') else pytest.skip)('Orthanc is needed (apt-get install orthanc orthanc-dicomweb; .ci/run installs them)')
     with local_orthanc(tmp_path/'orthanc') as url: yield url
+
+
+def stored_reports(client) -> dict:
+    "The SRs in the PACS, read back, by the SOP Instance UID of the film each refers to."
+    out = {}
+    for st in client.search_for_studies():
+        for se in client.search_for_series(_value(st, STUDY_UID)):
+            if _value(se, MODALITY) != 'SR': continue
+            for i in client.search_for_instances(_value(st, STUDY_UID), _value(se, SERIES_UID)):
+                r = sr_result(client.retrieve_instance(_value(st, STUDY_UID), _value(se, SERIES_UID), _value(i, SOP_UID)))
+                out[r['source_uid']] = r
+    return out

@@ -11,9 +11,8 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 
-from conftest import ROOT, run_cli, serving
+from conftest import ROOT, run_cli, serving, stored_reports
 from pneumonia_nb.data import expand_paths, film_to_dicom
-from pneumonia_nb.pacs import MODALITY, SERIES_UID, SOP_UID, STUDY_UID, _value, sr_result
 
 KINDS = ({}, dict(bits=16, monochrome1=True), dict(jpeg=True))   # 12-bit with a window, inverted 16-bit, baseline JPEG: in turn
 PATIENT = ('Test^Film', 'TEST-0001', 'ACC0001', '20230101')     # the made-up patient every written film carries
@@ -66,18 +65,6 @@ def test_service_answers_dicom_parts(shared, dicom_films, tmp_path):
     assert [w['code'] for w in b['warnings']] == ['view', 'age'] and plan['problem_code'] == 'no_pixel_data'
     assert 'pneumonia_input_warnings_total{code="age"} 1.0' in metrics and 'pneumonia_rejected_inputs_total{reason="no_pixel_data"} 1.0' in metrics
     assert not any(x in (tmp_path/'requests.jsonl').read_text() for x in PATIENT)
-
-
-def stored_reports(client) -> dict:
-    "The SRs in the PACS, read back, by the SOP Instance UID of the film each refers to."
-    out = {}
-    for st in client.search_for_studies():
-        for se in client.search_for_series(_value(st, STUDY_UID)):
-            if _value(se, MODALITY) != 'SR': continue
-            for i in client.search_for_instances(_value(st, STUDY_UID), _value(se, SERIES_UID)):
-                r = sr_result(client.retrieve_instance(_value(st, STUDY_UID), _value(se, SERIES_UID), _value(i, SOP_UID)))
-                out[r['source_uid']] = r
-    return out
 
 
 def test_pacs_watcher_reports_each_chest_film_once(orthanc, shared, dicom_films, tmp_path):

@@ -10,10 +10,9 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 
-from conftest import run_cli, serving
+from conftest import run_cli, serving, stored_reports
 from pneumonia_nb.core import sha256_file
 from pneumonia_nb.data import expand_paths, film_to_dicom
-from pneumonia_nb.pacs import MODALITY, SERIES_UID, SOP_UID, STUDY_UID, _value, sr_result
 from pneumonia_nb.train import TrainConfig, train_run
 
 
@@ -68,11 +67,4 @@ def test_the_watcher_reports_with_it(ensemble, orthanc, shared, tmp_path):
     for i, f in enumerate(films): (tmp_path/f'{i}.dcm').write_bytes(f)
     run_cli('pneumonia_predict', tmp_path/'0.dcm', tmp_path/'1.dcm', '--model', ensemble/'pair', '--out', tmp_path/'p.csv')
     direct = dict(zip([str(pydicom.dcmread(io.BytesIO(f)).SOPInstanceUID) for f in films], pd.read_csv(tmp_path/'p.csv').prob_pneumonia))
-    reports = {}
-    for st in client.search_for_studies():
-        for se in client.search_for_series(_value(st, STUDY_UID)):
-            if _value(se, MODALITY) != 'SR': continue
-            for i in client.search_for_instances(_value(st, STUDY_UID), _value(se, SERIES_UID)):
-                r = sr_result(client.retrieve_instance(_value(st, STUDY_UID), _value(se, SERIES_UID), _value(i, SOP_UID)))
-                reports[r['source_uid']] = r['prob_pneumonia']
-    assert reports == pytest.approx(direct, abs=1e-6)
+    assert {uid: r['prob_pneumonia'] for uid, r in stored_reports(client).items()} == pytest.approx(direct, abs=1e-6)
