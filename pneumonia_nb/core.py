@@ -233,7 +233,8 @@ def threshold_for(labels, probs, rule:str='youden') -> float:
     "The threshold on `probs` that `rule` chooses for 0/1 `labels`: `youden`, or `sensitivity:X` (the highest with sensitivity >= X)."
     if check_rule(rule) == 'youden': return choose_threshold(labels, probs)
     target = float(rule.split(':', 1)[1])
-    fpr, tpr, thr = roc_curve(np.asarray(labels).astype(int), probs)
+    # every film's threshold: sklearn's default drops collinear points, the whole vertical run of a separable curve
+    fpr, tpr, thr = roc_curve(np.asarray(labels).astype(int), probs, drop_intermediate=False)
     return float(thr[np.isfinite(thr) & (tpr >= target)].max())
 
 # %% ../nbs/00_core.ipynb #e14166eb

@@ -17,7 +17,8 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from fastcore.basics import patch
 from fastcore.script import call_parse
-from highdicom.sr import CodeContentItem, CodedConcept, ContainerContentItem, ImageContentItem, NumContentItem, RelationshipTypeValues, TextContentItem
+from highdicom.sr import CodedConcept, RelationshipTypeValues, TextContentItem, ValueTypeValues
+from highdicom.sr.utils import find_content_items
 from prometheus_client import CollectorRegistry, Counter, Histogram, write_to_textfile
 from pydicom.sr.codedict import codes
 
@@ -28,24 +29,27 @@ from .predict import Detector, cam_overlay
 from .serve import RequestLog
 
 # %% auto #0
-__all__ = ['SCHEME', 'FINDINGS', 'REVIEW', 'PROBABILITY', 'THRESHOLD', 'GUARD', 'WARNINGS', 'SOURCE', 'COMMENT',
-           'NOT_FOR_DIAGNOSIS', 'UNITLESS', 'NOT_IMAGES', 'NOT_REPORTED', 'STUDY_UID', 'SERIES_UID', 'SOP_UID',
-           'MODALITY', 'DONE', 'ORTHANC_DICOMWEB', 'guard_text', 'result_sr', 'sr_result', 'overlay_sc', 'film_result',
-           'PacsUnreachable', 'PacsWatcher', 'local_orthanc', 'poll_line', 'pneumonia_pacs']
+__all__ = ['FINDINGS', 'REVIEW', 'PROBABILITY', 'UNITLESS', 'PROCEDURE', 'PROCESSING_ALGORITHM', 'EVALUATION', 'ALGORITHM',
+           'SCHEMES', 'NOT_FOR_DIAGNOSIS', 'NOT_IMAGES', 'NOT_REPORTED', 'STUDY_UID', 'SERIES_UID', 'SOP_UID',
+           'MODALITY', 'DONE', 'ORTHANC_DICOMWEB', 'guard_text', 'device_uid', 'report_uids', 'own_series', 'result_sr',
+           'sr_result', 'overlay_sc', 'film_result', 'PacsUnreachable', 'PacsWatcher', 'local_orthanc', 'poll_line',
+           'pneumonia_pacs']
 
 # %% ../nbs/14_pacs.ipynb #a1967ea3
-SCHEME = '99PNEUMONIANB'   # private coding scheme: concepts DICOM and SNOMED have no code for
 FINDINGS = {'PNEUMONIA': CodedConcept('233604007', 'SCT', 'Pneumonia'), 'NORMAL': CodedConcept('17621005', 'SCT', 'Normal'),
             'REFER': CodedConcept('82334004', 'SCT', 'Indeterminate')}   # REFER: the triage (or the guard) leaves the film to a radiologist
 REVIEW = CodedConcept('128201', 'DCM', 'For Physician Review')   # the recommendation that goes with an indeterminate finding
-PROBABILITY = CodedConcept('prob_pneumonia', SCHEME, 'Calibrated probability of pneumonia')
-THRESHOLD = CodedConcept('threshold', SCHEME, 'Decision threshold')
-GUARD = CodedConcept('guard', SCHEME, 'Out-of-distribution guard')
-WARNINGS = CodedConcept('warnings', SCHEME, 'Input warnings')
-SOURCE, COMMENT = CodedConcept('260753009', 'SCT', 'Source'), CodedConcept('121106', 'DCM', 'Comment')
-NOT_FOR_DIAGNOSIS = 'Research software, not a medical device: not for diagnosis. Read the film.'
+PROBABILITY = CodedConcept.from_code(codes.DCM.Probability)   # DCM 122157, a numeric measurement
 UNITLESS = CodedConcept('1', 'UCUM', 'no units')
-_TYPE2 = ('PatientName', 'PatientID', 'PatientBirthDate', 'PatientSex', 'StudyDate', 'StudyTime', 'StudyID', 'AccessionNumber', 'ReferringPhysicianName')
+PROCEDURE = CodedConcept('399208008', 'SCT', 'Plain chest X-ray')   # Procedure Reported: the imaging procedure, not the algorithm
+PROCESSING_ALGORITHM = CodedConcept('1630', '99IHE', 'Processing Algorithm')   # IHE AIR's purpose of reference for the equipment
+EVALUATION = CodedConcept('C0034375', 'UMLS', 'Qualitative Evaluations')   # TID 1501's free-text evaluation
+ALGORITHM = 'pneumonia_nb'
+SCHEMES = dict(DCM='DICOM Controlled Terminology', SCT='SNOMED CT', UCUM='Unified Code for Units of Measure', UMLS='Unified Medical Language System',
+               RFC5646='Tags for Identifying Languages', **{'99IHE': 'IHE Radiology Technical Framework'})   # every scheme the report uses, declared
+NOT_FOR_DIAGNOSIS = 'Research software, not a medical device: not for diagnosis. Read the film.'
+_TYPE2 = ('PatientName', 'PatientID', 'PatientBirthDate', 'PatientSex', 'StudyDate', 'StudyTime', 'StudyID', 'AccessionNumber',
+          'ReferringPhysicianName')
 
 # %% ../nbs/14_pacs.ipynb #fcdc6b87
 def guard_text(in_distribution) -> str:
@@ -53,51 +57,98 @@ def guard_text(in_distribution) -> str:
     if in_distribution is None: return 'no guard: the model has no reference profile'
     return 'in distribution' if in_distribution else 'OUT OF DISTRIBUTION: the film is unlike the validation films; the label may mean nothing'
 
-def _items(film:pydicom.Dataset, result:dict, model_id:str) -> list:
-    "The report's content items, in reading order."
-    c, num = RelationshipTypeValues.CONTAINS, lambda name, v: NumContentItem(name=name, value=round(float(v), 6), unit=UNITLESS, relationship_type=RelationshipTypeValues.CONTAINS)
-    items = [CodeContentItem(name=codes.DCM.Finding, value=FINDINGS[result['decision']], relationship_type=c),
-             *([CodeContentItem(name=codes.DCM.Recommendation, value=REVIEW, relationship_type=c)] if result['decision'] == 'REFER' else []),
-             num(PROBABILITY, result['prob_pneumonia']), num(THRESHOLD, result['threshold']),
-             TextContentItem(name=codes.DCM.AlgorithmName, value=model_id, relationship_type=c),
-             TextContentItem(name=codes.DCM.AlgorithmVersion, value=f'pneumonia_nb {pneumonia_nb.__version__}', relationship_type=c),
-             TextContentItem(name=GUARD, value=guard_text(result['in_distribution']), relationship_type=c)]
-    if result['warnings']: items.append(TextContentItem(name=WARNINGS, value=', '.join(result['warnings']), relationship_type=c))
-    return items + [ImageContentItem(name=SOURCE, referenced_sop_class_uid=film.SOPClassUID, referenced_sop_instance_uid=film.SOPInstanceUID, relationship_type=c),
-                    TextContentItem(name=COMMENT, value=NOT_FOR_DIAGNOSIS, relationship_type=c)]
+def device_uid(model_id:str) -> str:
+    "The algorithm's device UID, derived from `model_id` (name@weights digest): it changes whenever the weights do."
+    return pydicom.uid.generate_uid(entropy_srcs=[ALGORITHM, model_id])
+
+def report_uids(film:pydicom.Dataset, model_id:str, kind:str='sr') -> tuple[str, str]:
+    "Series and SOP Instance UIDs of `model_id`'s report (`kind` 'sr' or 'overlay') on `film`: the same every time, so a PACS holds it once."
+    return own_series(str(film.StudyInstanceUID), model_id, kind), pydicom.uid.generate_uid(entropy_srcs=[device_uid(model_id), kind, str(film.SOPInstanceUID)])
+
+def own_series(study_uid:str, model_id:str, kind:str='sr') -> str:
+    "The series of `model_id`'s reports (`kind` 'sr' or 'overlay') in the study `study_uid`."
+    return pydicom.uid.generate_uid(entropy_srcs=[device_uid(model_id), kind, study_uid])
 
 def _evidence(film:pydicom.Dataset) -> pydicom.Dataset:
-    "A shallow copy of `film` with the patient and study attributes DICOM requires (type 2) added empty where missing; the film is not changed."
+    "A shallow copy of `film` with DICOM's type-2 patient and study attributes added empty where missing; the film is not changed."
     evidence = pydicom.Dataset(film)
     for k in _TYPE2: setattr(evidence, k, film.get(k, ''))
     return evidence
 
-def result_sr(film:pydicom.Dataset, result:dict, model_id:str) -> hd.sr.ComprehensiveSR:
-    "A Comprehensive SR in `film`'s study holding `result` (`decision`, `prob_pneumonia`, `threshold`, `in_distribution`, `warnings`) and a reference to `film`."
-    root = ContainerContentItem(name=CodedConcept('18748-4', 'LN', 'Diagnostic imaging report'))
-    root.ContentSequence = _items(film, result, model_id)
-    return hd.sr.ComprehensiveSR(evidence=[_evidence(film)], content=root, series_instance_uid=pydicom.uid.generate_uid(), series_number=9801,
-                                 sop_instance_uid=pydicom.uid.generate_uid(), instance_number=1, manufacturer='pneumonia_nb',
-                                 series_description='pneumonia_nb result, not for diagnosis', is_complete=True, is_final=False)
+def _library(film:pydicom.Dataset) -> list[pydicom.Dataset]:
+    "The film for the report's image library (TID 1600), which describes its orientation and pixel spacing; none when the film has no spacing."
+    if not (spacing := film.get('ImagerPixelSpacing') or film.get('PixelSpacing')): return []   # not made up: a film without it is not listed
+    entry = _evidence(film)
+    entry.PatientOrientation, entry.ImagerPixelSpacing = film.get('PatientOrientation') or ['L', 'F'], spacing   # L, F: a frontal chest film as displayed
+    return [entry]
+
+# %% ../nbs/14_pacs.ipynb #bdec1df5
+def _group(film:pydicom.Dataset, result:dict, model_id:str) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    "The one measurement group (TID 1501): the film, the algorithm and its decision (TID 4019), the finding, the probability, the guard."
+    decision = [f"threshold {round(float(result['threshold']), 6)}", *([f"triage alpha {result['alpha']:g}"] if result.get('alpha') else [])]
+    algo = hd.sr.AlgorithmIdentification(name=ALGORITHM, version=pneumonia_nb.__version__, parameters=[f'model {model_id}', *decision])
+    said = [f"guard: {guard_text(result['in_distribution'])}", *([f"warnings: {', '.join(result['warnings'])}"] if result['warnings'] else []),
+            NOT_FOR_DIAGNOSIS]
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=pydicom.uid.generate_uid(), identifier=f'{ALGORITHM} result'), algorithm_id=algo,
+        measurements=[hd.sr.Measurement(name=PROBABILITY, value=round(float(result['prob_pneumonia']), 6), unit=UNITLESS, algorithm_id=algo)],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.DCM.Finding, FINDINGS[result['decision']]),
+                                 *([hd.sr.QualitativeEvaluation(codes.DCM.Recommendation, REVIEW)] if result['decision'] == 'REFER' else [])],
+        source_images=[hd.sr.SourceImageForMeasurementGroup(film.SOPClassUID, film.SOPInstanceUID)])
+    group[0].ContentSequence.extend(TextContentItem(name=EVALUATION, value=s, relationship_type=RelationshipTypeValues.CONTAINS) for s in said)
+    return group
+
+# %% ../nbs/14_pacs.ipynb #4127abf2
+def _equipment(model_id:str) -> hd.ContributingEquipment:
+    "The Contributing Equipment item IHE AIR asks for: the algorithm, its version and its device UID (as the serial number)."
+    eq = hd.ContributingEquipment(manufacturer=ALGORITHM, purpose_of_reference=codes.DCM.ProcessingEquipment, manufacturer_model_name=model_id,
+                                  software_versions=f'{ALGORITHM} {pneumonia_nb.__version__}', device_serial_number=device_uid(model_id))
+    eq.PurposeOfReferenceCodeSequence = [PROCESSING_ALGORITHM]   # highdicom allows only CID 7005's purposes; AIR names its own
+    return eq
+
+def result_sr(film:pydicom.Dataset, result:dict, model_id:str) -> hd.sr.EnhancedSR:
+    "An Imaging Measurement Report (TID 1500, IHE AIR) in `film`'s study: `result` (`decision`, `prob_pneumonia`, `threshold`, ...) by `model_id`."
+    device = hd.sr.DeviceObserverIdentifyingAttributes(uid=device_uid(model_id), name=ALGORITHM, manufacturer_name=ALGORITHM, model_name=model_id)
+    context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(codes.DCM.Device, device))
+    report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=PROCEDURE, imaging_measurements=[_group(film, result, model_id)],
+                                     referenced_images=_library(film) or None)
+    series, sop = report_uids(film, model_id)
+    sr = hd.sr.EnhancedSR(evidence=[_evidence(film)], content=report[0], series_instance_uid=series, series_number=9801,
+                          sop_instance_uid=sop, instance_number=1, manufacturer=ALGORITHM,
+                          series_description=f'{ALGORITHM} result, not for diagnosis', is_complete=True, is_final=False, is_verified=False,
+                          contributing_equipment=[_equipment(model_id)])
+    sr.CodingSchemeIdentificationSequence = [pydicom.Dataset() for _ in SCHEMES]
+    for item, (k, name) in zip(sr.CodingSchemeIdentificationSequence, SCHEMES.items()): item.CodingSchemeDesignator, item.CodingSchemeName = k, name
+    return sr
 
 # %% ../nbs/14_pacs.ipynb #ab693c5e
+def _evaluations(group:hd.sr.MeasurementsAndQualitativeEvaluations) -> dict:
+    "The group's free-text evaluations that carry a key ('guard: ...', 'warnings: ...') as `{key: rest}`."
+    said = [ci.value.split(': ', 1) for ci in find_content_items(group[0], name=EVALUATION, value_type=ValueTypeValues.TEXT)]
+    return {k: v for k, v in said if k in ('guard', 'warnings')}
+
 def sr_result(ds:pydicom.Dataset) -> dict:
-    "The answer stored in an SR made by `result_sr`: `decision`, `label` (at the threshold), `prob_pneumonia`, `threshold`, `model`, `guard`, `warnings`, `source_uid`."
-    items = {ci.name.meaning: ci for ci in hd.sr.ComprehensiveSR.from_dataset(ds, copy=True).content[0].ContentSequence}
-    decision = next(k for k, v in FINDINGS.items() if v == items['Finding'].value)
-    p, t = float(items[PROBABILITY.meaning].value), float(items[THRESHOLD.meaning].value)
-    return dict(decision=decision, label=str(labels_at([p], t)[0]), prob_pneumonia=p, threshold=t,
-                model=items['Algorithm Name'].value, guard=items[GUARD.meaning].value,
-                warnings=items[WARNINGS.meaning].value.split(', ') if WARNINGS.meaning in items else [], source_uid=items[SOURCE.meaning].value[1])
+    "The answer in an SR made by `result_sr`: `decision`, `label`, `prob_pneumonia`, `threshold`, `model`, `guard`, `warnings`, `source_uid`, `device_uid`."
+    report = hd.sr.MeasurementReport.from_sequence([ds])
+    group = report.get_image_measurement_groups()[0]
+    finding = find_content_items(group[0], name=codes.DCM.Finding, value_type=ValueTypeValues.CODE)[0].value
+    p = float(group.get_measurements(name=PROBABILITY)[0].value)
+    params = dict(ci.value.split(' ', 1) for ci in find_content_items(group[0], name=codes.DCM.AlgorithmParameters))
+    said, t = _evaluations(group), float(params['threshold'])
+    return dict(decision=next(k for k, v in FINDINGS.items() if v == finding), label=str(labels_at([p], t)[0]), prob_pneumonia=p, threshold=t,
+                model=params['model'], guard=said['guard'], warnings=said['warnings'].split(', ') if 'warnings' in said else [],
+                source_uid=group.source_images[0].referenced_sop_instance_uid,
+                device_uid=find_content_items(report[0], name=codes.DCM.DeviceObserverUID)[0].value)
 
 # %% ../nbs/14_pacs.ipynb #85bbfb9c
-def overlay_sc(film:pydicom.Dataset, fig) -> hd.sc.SCImage:
-    "A Secondary Capture in `film`'s study holding the matplotlib `fig` (the Grad-CAM overlay) as RGB, marked burned-in and not for diagnosis."
+def overlay_sc(film:pydicom.Dataset, fig, model_id:str) -> hd.sc.SCImage:
+    "A Secondary Capture in `film`'s study holding `model_id`'s matplotlib `fig` (the Grad-CAM overlay) as RGB, marked burned-in and not for diagnosis."
+    series, sop = report_uids(film, model_id, 'overlay')
     fig.canvas.draw(); rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy(); plt.close(fig)
     orientation = tuple(film.get('PatientOrientation') or ('L', 'F'))   # the film's, else a frontal chest film as displayed
     sc = hd.sc.SCImage.from_ref_dataset(ref_dataset=_evidence(film), pixel_array=rgb, photometric_interpretation='RGB', bits_allocated=8, coordinate_system='PATIENT',
-                                        patient_orientation=orientation, series_instance_uid=pydicom.uid.generate_uid(), series_number=9802,
-                                        sop_instance_uid=pydicom.uid.generate_uid(), instance_number=1, manufacturer='pneumonia_nb',
+                                        patient_orientation=orientation, series_instance_uid=series, series_number=9802,
+                                        sop_instance_uid=sop, instance_number=1, manufacturer='pneumonia_nb',
                                         series_description='pneumonia_nb Grad-CAM, not for diagnosis', transfer_syntax_uid=pydicom.uid.ExplicitVRLittleEndian)
     sc.BurnedInAnnotation, sc.ImageComments = 'YES', NOT_FOR_DIAGNOSIS
     return sc
@@ -135,7 +186,7 @@ class PacsWatcher:
     def __init__(self, client:DICOMwebClient, detector:Detector, state_path, log:RequestLog|None=None, since:str|None=None, max_attempts:int=3, overlay:bool=False):
         self.client, self.detector, self.state_path, self.log, self.max_attempts, self.overlay = client, detector, Path(state_path), log or RequestLog(), max_attempts, overlay
         self.client.set_http_retry_params(retry=True, max_attempts=3, wait_exponential_multiplier=200)   # bounded, for answers that say: try again
-        self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else dict(format=1, films={}, own_series=[])
+        self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else dict(format=1, films={})
         self.state['since'] = since or self.state.get('since') or datetime.date.today().strftime('%Y%m%d')
         r = self.registry = CollectorRegistry()
         self.films = Counter('pneumonia_pacs_films', 'Films handled by the PACS watcher, by outcome and code', ['outcome', 'code'], registry=r)
@@ -162,9 +213,10 @@ def new_films(self:PacsWatcher) -> list[dict]:
     out = []
     for study in self.client.search_for_studies(search_filters={'StudyDate': f"{self.state['since']}-"}):
         st = _value(study, STUDY_UID)
+        own = own_series(st, self.detector.model_id, 'overlay')   # this model's overlays
         for series in self.client.search_for_series(st):
             se, modality = _value(series, SERIES_UID), _value(series, MODALITY, '')
-            if modality in NOT_IMAGES or se in self.state['own_series']: continue   # reports, and the overlays this watcher stored
+            if modality in NOT_IMAGES or se == own: continue
             out += [dict(study_uid=st, series_uid=se, sop_uid=sop, modality=modality)
                     for i in self.client.search_for_instances(st, se) if not self.is_done(sop := _value(i, SOP_UID))]
     return out
@@ -183,12 +235,21 @@ def handle(self:PacsWatcher, f:dict) -> dict:
 
 # %% ../nbs/14_pacs.ipynb #f8116c8d
 @patch
+def reported(self:PacsWatcher, film:pydicom.Dataset) -> str|None:
+    "The UID of this model's report on `film` if the PACS holds it already (QIDO-RS for its fixed UID in the film's study), else None."
+    series, sop = report_uids(film, self.detector.model_id)
+    found = self.client.search_for_instances(str(film.StudyInstanceUID), series, search_filters={SOP_UID: sop})
+    return sop if found else None
+
+@patch
 def store(self:PacsWatcher, film:pydicom.Dataset, res:dict) -> dict:
-    "Store the report (and the overlay, if asked) in the film's study: `res` with their UIDs, or a failed outcome if the PACS refused them."
+    "Store the report (and the overlay, if asked) in the film's study unless the PACS holds it already: `res` with their UIDs, or why not."
+    if sop := self.reported(film):
+        return dict(outcome='skipped', code='already_reported', reason=f'the PACS already holds this model\'s report on the film ({sop})', sr_uid=sop)
     made = [result_sr(film, res, self.detector.model_id)]
-    if self.overlay: made.append(overlay_sc(film, cam_overlay(self.detector, read_xray(film), f"{res['decision']} p={res['prob_pneumonia']:.2f} (threshold {res['threshold']:.2f})")))
-    self.state['own_series'] += [str(d.SeriesInstanceUID) for d in made[1:]]
-    self.save_state()   # before storing: after a crash an overlay must not be taken for a film
+    if self.overlay:
+        said = f"{res['decision']} p={res['prob_pneumonia']:.2f} (threshold {res['threshold']:.2f})"
+        made.append(overlay_sc(film, cam_overlay(self.detector, read_xray(film), said), self.detector.model_id))
     try: self.client.store_instances(made)
     except requests.HTTPError as e: return dict(outcome='failed', code='store_failed', reason=f'the PACS refused the report: {e}')
     return dict(res, sr_uid=str(made[0].SOPInstanceUID), **({'overlay_uid': str(made[1].SOPInstanceUID)} if self.overlay else {}))
@@ -270,6 +331,8 @@ def pneumonia_pacs(
     try: det = Detector.load(model, device)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"pneumonia_pacs: {e}") from None
     watcher = PacsWatcher(DICOMwebClient(url), det, state, RequestLog(log or None), since, overlay=overlay)
+    print(f"pneumonia_pacs: looking at studies dated {watcher.state['since']} and later "
+          f"({'--since' if since else 'from ' + state if Path(state).exists() else 'today: a new state file'}; --since YYYYMMDD looks further back)", flush=True)
     while True:
         try: done = watcher.poll()
         except PacsUnreachable as e: raise SystemExit(f"pneumonia_pacs: cannot reach the PACS: {e}") from None

@@ -62,11 +62,12 @@ def _what_it_is(card:dict) -> list[str]:
 
 # %% ../nbs/10_promote.ipynb #a1dc9067
 def _chosen(card:dict) -> str:
-    "Which films chose what, as the card says it: training, the decision, the test report."
+    "Which films chose what, as the card says it: training, the decision, the test report, and what chose the recipe (`chosen_by`)."
     t, r = card['threshold'], card['test_report']
     said = (f"trained on the split's training films (SHA-256 {card['split_sha256'][:12]}…); its temperature and threshold were chosen on "
             f"{t.get('n_valid', '?')} {t.get('chosen_on', 'valid')} films")
-    return said + (f"; the {r['n']} {r['subset']} films of {Path(str(r['data'])).name} chose nothing, they only judge." if r else '.')
+    said += f"; the {r['n']} {r['subset']} films of {Path(str(r['data'])).name} chose nothing, they only judge." if r else '.'
+    return said + (f" The recipe: {card['chosen_by'].rstrip('.')}." if card.get('chosen_by') else '')
 
 # %% ../nbs/10_promote.ipynb #944a976d
 def card_markdown(name:str, card:dict) -> str:
@@ -101,12 +102,13 @@ def _index_row(name:str, card:dict, promoted:str) -> dict:
                 run=card['run'], git_commit=card['git']['commit'], promoted=promoted)
 
 # %% ../nbs/10_promote.ipynb #3a6cc3d5
-def promote(run_dir, name:str, models='models', force:bool=False, data=None) -> Path:
-    "Copy the model of `run_dir` and its card into `models/name` with its reference profile (from `data`); update `models/index.csv`."
+def promote(run_dir, name:str, models='models', force:bool=False, data=None, chosen_by:str|None=None) -> Path:
+    "Copy the model of `run_dir` and its card (with `chosen_by`: what chose its recipe) into `models/name` with its reference profile (from `data`); update `models/index.csv`."
     run_dir, models = Path(run_dir), Path(models)
     dest = models/name
     if dest.exists() and not force: raise FileExistsError(f"{dest} already exists; pass --force to replace it (the old one is kept in {models/'_replaced'}).")
     card, promoted = model_card(run_dir), datetime.datetime.now().isoformat(timespec='seconds')
+    if chosen_by: card['chosen_by'] = chosen_by
     staging = models/f'.{name}.partial'
     shutil.rmtree(staging, ignore_errors=True); staging.mkdir(parents=True)
     for f in MODEL_FILES: shutil.copy2(run_dir/f, staging/f)
@@ -149,9 +151,10 @@ def pneumonia_promote(
     force:bool=False, # Replace an existing models/NAME (the old one is moved to models/_replaced/)
     no_mlflow:bool=False, # Do not register the version in MLflow
     data:str=None, # Data folder with the run's validation images, for the reference profile (default: the run's own)
+    chosen_by:str=None, # What chose the run's recipe, and on which films, for the card (e.g. a study on a site's films)
 ):
     "Promote a trained run to models/NAME with its model card; register it in MLflow's model registry when tracking is on."
-    try: dest = promote(model, name, models, force, data)
+    try: dest = promote(model, name, models, force, data, chosen_by)
     except (FileNotFoundError, FileExistsError, KeyError) as e: raise SystemExit(f"pneumonia_promote: {e}") from None
     print((dest/"README.md").read_text())
     store = Path(model).resolve().parent/'mlflow.db'

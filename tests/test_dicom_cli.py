@@ -2,6 +2,7 @@
 DICOM films written from the sample's real test films, `POST /predict` with `application/dicom` parts, and
 `pneumonia_pacs` against a real Orthanc (Debian's `orthanc` and `orthanc-dicomweb`; `.ci/run` installs them)."""
 import io, json, os
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pandas as pd
@@ -12,6 +13,7 @@ from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 
 from conftest import ROOT, run_cli, serving, stored_reports
+from pneumonia_nb.pacs import MODALITY, SERIES_UID, SOP_UID, STUDY_UID, _value
 from pneumonia_nb.data import expand_paths, film_to_dicom
 
 KINDS = ({}, dict(bits=16, monochrome1=True), dict(jpeg=True))   # 12-bit with a window, inverted 16-bit, baseline JPEG: in turn
@@ -83,6 +85,26 @@ def test_pacs_watcher_reports_each_chest_film_once(orthanc, shared, dicom_films,
     for uid, r in reports.items():
         assert abs(r['prob_pneumonia'] - direct.prob_pneumonia[uid]) < 1e-6 and r['label'] == direct.label[uid] and r['threshold'] == pytest.approx(direct.threshold[uid])
     assert 'no new films' in run_cli(*args, cwd=ROOT).stdout and len(stored_reports(client)) == 6   # the second run adds nothing
+    assert first.startswith('pneumonia_pacs: looking at studies dated 20000101 and later (--since'), first
     log = [json.loads(line) for line in (tmp_path/'pacs.jsonl').read_text().splitlines()]
     assert [(r['code'], r['reason']) for r in log if r['outcome'] == 'skipped' and r['code'] == 'modality'] == [('modality', 'modality CT, not CR or DX')]
     assert not any(x in (tmp_path/'pacs.jsonl').read_text() for x in PATIENT)
+
+
+def sr_instances(client) -> list[str]:
+    "The SOP Instance UIDs of every SR in the PACS (duplicates included, unlike stored_reports)."
+    return [_value(i, SOP_UID) for st in client.search_for_studies() for se in client.search_for_series(_value(st, STUDY_UID))
+            if _value(se, MODALITY) == 'SR' for i in client.search_for_instances(_value(st, STUDY_UID), _value(se, SERIES_UID))]
+
+
+def test_two_watchers_at_once_and_a_lost_state_file_report_each_film_once(orthanc, dicom_films, tmp_path):
+    "Issue 35: the PACS, not the state file, says what is reported; two watchers started together store one report per film."
+    root, _ = dicom_films
+    films = sorted(root.rglob('*.dcm'))[:6]
+    client = DICOMwebClient(orthanc)
+    client.store_instances([pydicom.dcmread(f) for f in films])
+    args = lambda state: ('pneumonia_pacs', '--url', orthanc, '--state', tmp_path/state, '--log', '', '--since', '20000101', '--once')
+    with ThreadPoolExecutor(2) as pool: said = [p.stdout for p in pool.map(lambda k: run_cli(*args(f'{k}.json'), cwd=ROOT), 'ab')]
+    assert len(sr_instances(client)) == 6 and sorted(stored_reports(client)) == sorted(str(pydicom.dcmread(f).SOPInstanceUID) for f in films), said
+    fresh = run_cli(*args('lost.json'), cwd=ROOT).stdout   # a third watcher with no state at all
+    assert '6 new films: 6 skipped (already_reported 6)' in fresh and len(sr_instances(client)) == 6, fresh
