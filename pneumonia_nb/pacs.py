@@ -8,154 +8,26 @@ import datetime, json, os, shutil, subprocess, time
 from contextlib import contextmanager
 from pathlib import Path
 
-import highdicom as hd
-import matplotlib.pyplot as plt
-import numpy as np
 import pydicom
 import pandas as pd
 import requests
 from dicomweb_client.api import DICOMwebClient
 from fastcore.basics import patch
 from fastcore.script import call_parse
-from highdicom.sr import CodedConcept, RelationshipTypeValues, TextContentItem, ValueTypeValues
-from highdicom.sr.utils import find_content_items
 from prometheus_client import CollectorRegistry, Counter, Histogram, write_to_textfile
-from pydicom.sr.codedict import codes
 
-import pneumonia_nb
 from .core import decisions_at, free_port, labels_at
 from .data import FILM_MODALITIES, ImageProblem, read_xray
 from .predict import Detector, cam_overlay
 from .serve import RequestLog
+from .sr import NOT_REPORTED, own_series, overlay_sc, report_uids, result_sr
 
 # %% auto #0
-__all__ = ['FINDINGS', 'REVIEW', 'PROBABILITY', 'UNITLESS', 'PROCEDURE', 'PROCESSING_ALGORITHM', 'EVALUATION', 'ALGORITHM',
-           'SCHEMES', 'NOT_FOR_DIAGNOSIS', 'NOT_IMAGES', 'NOT_REPORTED', 'STUDY_UID', 'SERIES_UID', 'SOP_UID',
-           'MODALITY', 'DONE', 'ORTHANC_DICOMWEB', 'guard_text', 'device_uid', 'report_uids', 'own_series', 'result_sr',
-           'sr_result', 'overlay_sc', 'film_result', 'PacsUnreachable', 'PacsWatcher', 'local_orthanc', 'poll_line',
-           'pneumonia_pacs']
-
-# %% ../nbs/14_pacs.ipynb #a1967ea3
-FINDINGS = {'PNEUMONIA': CodedConcept('233604007', 'SCT', 'Pneumonia'), 'NORMAL': CodedConcept('17621005', 'SCT', 'Normal'),
-            'REFER': CodedConcept('82334004', 'SCT', 'Indeterminate')}   # REFER: the triage (or the guard) leaves the film to a radiologist
-REVIEW = CodedConcept('128201', 'DCM', 'For Physician Review')   # the recommendation that goes with an indeterminate finding
-PROBABILITY = CodedConcept.from_code(codes.DCM.Probability)   # DCM 122157, a numeric measurement
-UNITLESS = CodedConcept('1', 'UCUM', 'no units')
-PROCEDURE = CodedConcept('399208008', 'SCT', 'Plain chest X-ray')   # Procedure Reported: the imaging procedure, not the algorithm
-PROCESSING_ALGORITHM = CodedConcept('1630', '99IHE', 'Processing Algorithm')   # IHE AIR's purpose of reference for the equipment
-EVALUATION = CodedConcept('C0034375', 'UMLS', 'Qualitative Evaluations')   # TID 1501's free-text evaluation
-ALGORITHM = 'pneumonia_nb'
-SCHEMES = dict(DCM='DICOM Controlled Terminology', SCT='SNOMED CT', UCUM='Unified Code for Units of Measure', UMLS='Unified Medical Language System',
-               RFC5646='Tags for Identifying Languages', **{'99IHE': 'IHE Radiology Technical Framework'})   # every scheme the report uses, declared
-NOT_FOR_DIAGNOSIS = 'Research software, not a medical device: not for diagnosis. Read the film.'
-_TYPE2 = ('PatientName', 'PatientID', 'PatientBirthDate', 'PatientSex', 'StudyDate', 'StudyTime', 'StudyID', 'AccessionNumber',
-          'ReferringPhysicianName')
-
-# %% ../nbs/14_pacs.ipynb #fcdc6b87
-def guard_text(in_distribution) -> str:
-    "The guard's verdict in words, for a report."
-    if in_distribution is None: return 'no guard: the model has no reference profile'
-    return 'in distribution' if in_distribution else 'OUT OF DISTRIBUTION: the film is unlike the validation films; the label may mean nothing'
-
-def device_uid(model_id:str) -> str:
-    "The algorithm's device UID, derived from `model_id` (name@weights digest): it changes whenever the weights do."
-    return pydicom.uid.generate_uid(entropy_srcs=[ALGORITHM, model_id])
-
-def report_uids(film:pydicom.Dataset, model_id:str, kind:str='sr') -> tuple[str, str]:
-    "Series and SOP Instance UIDs of `model_id`'s report (`kind` 'sr' or 'overlay') on `film`: the same every time, so a PACS holds it once."
-    return own_series(str(film.StudyInstanceUID), model_id, kind), pydicom.uid.generate_uid(entropy_srcs=[device_uid(model_id), kind, str(film.SOPInstanceUID)])
-
-def own_series(study_uid:str, model_id:str, kind:str='sr') -> str:
-    "The series of `model_id`'s reports (`kind` 'sr' or 'overlay') in the study `study_uid`."
-    return pydicom.uid.generate_uid(entropy_srcs=[device_uid(model_id), kind, study_uid])
-
-def _evidence(film:pydicom.Dataset) -> pydicom.Dataset:
-    "A shallow copy of `film` with DICOM's type-2 patient and study attributes added empty where missing; the film is not changed."
-    evidence = pydicom.Dataset(film)
-    for k in _TYPE2: setattr(evidence, k, film.get(k, ''))
-    return evidence
-
-def _library(film:pydicom.Dataset) -> list[pydicom.Dataset]:
-    "The film for the report's image library (TID 1600), which describes its orientation and pixel spacing; none when the film has no spacing."
-    if not (spacing := film.get('ImagerPixelSpacing') or film.get('PixelSpacing')): return []   # not made up: a film without it is not listed
-    entry = _evidence(film)
-    entry.PatientOrientation, entry.ImagerPixelSpacing = film.get('PatientOrientation') or ['L', 'F'], spacing   # L, F: a frontal chest film as displayed
-    return [entry]
-
-# %% ../nbs/14_pacs.ipynb #bdec1df5
-def _group(film:pydicom.Dataset, result:dict, model_id:str) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    "The one measurement group (TID 1501): the film, the algorithm and its decision (TID 4019), the finding, the probability, the guard."
-    decision = [f"threshold {round(float(result['threshold']), 6)}", *([f"triage alpha {result['alpha']:g}"] if result.get('alpha') else [])]
-    algo = hd.sr.AlgorithmIdentification(name=ALGORITHM, version=pneumonia_nb.__version__, parameters=[f'model {model_id}', *decision])
-    said = [f"guard: {guard_text(result['in_distribution'])}", *([f"warnings: {', '.join(result['warnings'])}"] if result['warnings'] else []),
-            NOT_FOR_DIAGNOSIS]
-    group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=pydicom.uid.generate_uid(), identifier=f'{ALGORITHM} result'), algorithm_id=algo,
-        measurements=[hd.sr.Measurement(name=PROBABILITY, value=round(float(result['prob_pneumonia']), 6), unit=UNITLESS, algorithm_id=algo)],
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.DCM.Finding, FINDINGS[result['decision']]),
-                                 *([hd.sr.QualitativeEvaluation(codes.DCM.Recommendation, REVIEW)] if result['decision'] == 'REFER' else [])],
-        source_images=[hd.sr.SourceImageForMeasurementGroup(film.SOPClassUID, film.SOPInstanceUID)])
-    group[0].ContentSequence.extend(TextContentItem(name=EVALUATION, value=s, relationship_type=RelationshipTypeValues.CONTAINS) for s in said)
-    return group
-
-# %% ../nbs/14_pacs.ipynb #4127abf2
-def _equipment(model_id:str) -> hd.ContributingEquipment:
-    "The Contributing Equipment item IHE AIR asks for: the algorithm, its version and its device UID (as the serial number)."
-    eq = hd.ContributingEquipment(manufacturer=ALGORITHM, purpose_of_reference=codes.DCM.ProcessingEquipment, manufacturer_model_name=model_id,
-                                  software_versions=f'{ALGORITHM} {pneumonia_nb.__version__}', device_serial_number=device_uid(model_id))
-    eq.PurposeOfReferenceCodeSequence = [PROCESSING_ALGORITHM]   # highdicom allows only CID 7005's purposes; AIR names its own
-    return eq
-
-def result_sr(film:pydicom.Dataset, result:dict, model_id:str) -> hd.sr.EnhancedSR:
-    "An Imaging Measurement Report (TID 1500, IHE AIR) in `film`'s study: `result` (`decision`, `prob_pneumonia`, `threshold`, ...) by `model_id`."
-    device = hd.sr.DeviceObserverIdentifyingAttributes(uid=device_uid(model_id), name=ALGORITHM, manufacturer_name=ALGORITHM, model_name=model_id)
-    context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(codes.DCM.Device, device))
-    report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=PROCEDURE, imaging_measurements=[_group(film, result, model_id)],
-                                     referenced_images=_library(film) or None)
-    series, sop = report_uids(film, model_id)
-    sr = hd.sr.EnhancedSR(evidence=[_evidence(film)], content=report[0], series_instance_uid=series, series_number=9801,
-                          sop_instance_uid=sop, instance_number=1, manufacturer=ALGORITHM,
-                          series_description=f'{ALGORITHM} result, not for diagnosis', is_complete=True, is_final=False, is_verified=False,
-                          contributing_equipment=[_equipment(model_id)])
-    sr.CodingSchemeIdentificationSequence = [pydicom.Dataset() for _ in SCHEMES]
-    for item, (k, name) in zip(sr.CodingSchemeIdentificationSequence, SCHEMES.items()): item.CodingSchemeDesignator, item.CodingSchemeName = k, name
-    return sr
-
-# %% ../nbs/14_pacs.ipynb #ab693c5e
-def _evaluations(group:hd.sr.MeasurementsAndQualitativeEvaluations) -> dict:
-    "The group's free-text evaluations that carry a key ('guard: ...', 'warnings: ...') as `{key: rest}`."
-    said = [ci.value.split(': ', 1) for ci in find_content_items(group[0], name=EVALUATION, value_type=ValueTypeValues.TEXT)]
-    return {k: v for k, v in said if k in ('guard', 'warnings')}
-
-def sr_result(ds:pydicom.Dataset) -> dict:
-    "The answer in an SR made by `result_sr`: `decision`, `label`, `prob_pneumonia`, `threshold`, `model`, `guard`, `warnings`, `source_uid`, `device_uid`."
-    report = hd.sr.MeasurementReport.from_sequence([ds])
-    group = report.get_image_measurement_groups()[0]
-    finding = find_content_items(group[0], name=codes.DCM.Finding, value_type=ValueTypeValues.CODE)[0].value
-    p = float(group.get_measurements(name=PROBABILITY)[0].value)
-    params = dict(ci.value.split(' ', 1) for ci in find_content_items(group[0], name=codes.DCM.AlgorithmParameters))
-    said, t = _evaluations(group), float(params['threshold'])
-    return dict(decision=next(k for k, v in FINDINGS.items() if v == finding), label=str(labels_at([p], t)[0]), prob_pneumonia=p, threshold=t,
-                model=params['model'], guard=said['guard'], warnings=said['warnings'].split(', ') if 'warnings' in said else [],
-                source_uid=group.source_images[0].referenced_sop_instance_uid,
-                device_uid=find_content_items(report[0], name=codes.DCM.DeviceObserverUID)[0].value)
-
-# %% ../nbs/14_pacs.ipynb #85bbfb9c
-def overlay_sc(film:pydicom.Dataset, fig, model_id:str) -> hd.sc.SCImage:
-    "A Secondary Capture in `film`'s study holding `model_id`'s matplotlib `fig` (the Grad-CAM overlay) as RGB, marked burned-in and not for diagnosis."
-    series, sop = report_uids(film, model_id, 'overlay')
-    fig.canvas.draw(); rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy(); plt.close(fig)
-    orientation = tuple(film.get('PatientOrientation') or ('L', 'F'))   # the film's, else a frontal chest film as displayed
-    sc = hd.sc.SCImage.from_ref_dataset(ref_dataset=_evidence(film), pixel_array=rgb, photometric_interpretation='RGB', bits_allocated=8, coordinate_system='PATIENT',
-                                        patient_orientation=orientation, series_instance_uid=series, series_number=9802,
-                                        sop_instance_uid=sop, instance_number=1, manufacturer='pneumonia_nb',
-                                        series_description='pneumonia_nb Grad-CAM, not for diagnosis', transfer_syntax_uid=pydicom.uid.ExplicitVRLittleEndian)
-    sc.BurnedInAnnotation, sc.ImageComments = 'YES', NOT_FOR_DIAGNOSIS
-    return sc
+__all__ = ['NOT_IMAGES', 'STUDY_UID', 'SERIES_UID', 'SOP_UID', 'MODALITY', 'DONE', 'ORTHANC_DICOMWEB', 'film_result',
+           'PacsUnreachable', 'PacsWatcher', 'local_orthanc', 'poll_line', 'pneumonia_pacs']
 
 # %% ../nbs/14_pacs.ipynb #bc367956
 NOT_IMAGES = ('SR', 'PR', 'KO')         # reports, presentation states, key-object notes: nothing to read
-NOT_REPORTED = ('modality', 'body_part')   # warnings that mean the film is not a chest film at all
 
 def film_result(detector:Detector, film:pydicom.Dataset) -> dict:
     "`outcome` 'reported' with the answer (`decision`, `label`, `prob_pneumonia`, ...), or 'skipped'/'refused' with a `code` and a `reason`."

@@ -17,13 +17,14 @@ from fastai.torch_core import to_device
 from PIL import Image
 
 from .core import apply_temperature, decisions_at, labels_at, resolve_device, sha256_file, warnings_as_lines
-from .data import ImageProblem, expand_paths, read_xray
+from .data import ImageProblem, expand_paths, is_dicom, read_dicom, read_xray
 from .evaluate import cam_figure, grad_cam
 from .models import load_model, model_outputs, model_pipeline, stored_decision
 from .monitor import Reference
+from .sr import NOT_REPORTED, result_sr
 
 # %% auto #0
-__all__ = ['input_name', 'film_warnings', 'Detector', 'cam_overlay', 'save_cams', 'summary_line', 'pneumonia_predict']
+__all__ = ['input_name', 'film_warnings', 'Detector', 'cam_overlay', 'save_cams', 'save_srs', 'summary_line', 'pneumonia_predict']
 
 # %% ../nbs/11_predict.ipynb #57528781
 def input_name(source, i:int) -> str:
@@ -121,6 +122,20 @@ def save_cams(detector:Detector, preds:pd.DataFrame, sources:list, out) -> list[
         written.append(f)
     return written
 
+# %% ../nbs/11_predict.ipynb #b5e9d7ba
+def save_srs(detector:Detector, preds:pd.DataFrame, sources:list, out) -> list[Path]:
+    "The IHE AI Results SR the PACS watcher would store (`10a_sr`), in `out` as SOP_UID.dcm, for each DICOM chest film of `preds` (one there is kept)."
+    out, written = Path(out), []
+    for src, r in zip(sources, preds.itertuples()):
+        warned = [w for w in r.warnings.split(',') if w]
+        if pd.notna(r.problem) or not is_dicom(src) or set(warned) & set(NOT_REPORTED): continue   # not a chest film: no report
+        guard = None if r.in_distribution is None or pd.isna(r.in_distribution) else bool(r.in_distribution)
+        res = dict(decision=r.decision, prob_pneumonia=r.prob_pneumonia, threshold=r.threshold, in_distribution=guard, warnings=warned)
+        if (f := out/f'{(film := read_dicom(src)).SOPInstanceUID}.dcm').exists(): continue   # this film's report is there: never replaced
+        out.mkdir(parents=True, exist_ok=True); result_sr(film, res, detector.model_id).save_as(f, enforce_file_format=True)
+        written.append(f)
+    return written
+
 # %% ../nbs/11_predict.ipynb #da2c7a02
 def summary_line(preds:pd.DataFrame) -> str:
     "`N images: a PNEUMONIA, b NORMAL[, r REFER], c unreadable; d out of distribution[; e with DICOM warnings] (threshold t, model m)`: the decisions."
@@ -137,6 +152,7 @@ def pneumonia_predict(
     model:str='models/default', # Model folder: models/NAME or a run folder
     out:str=None, # CSV file to write the predictions to (never replaced)
     cam:str=None, # Folder for Grad-CAM overlays (one PNG per image)
+    sr:str=None, # Folder for DICOM Structured Reports (IHE AI Results), one per DICOM chest film
     bs:int=32, # Batch size
     device:str='auto', # auto, cpu or cuda
 ):
@@ -159,6 +175,7 @@ def pneumonia_predict(
         guard = preds.in_distribution.astype(object).where(preds.in_distribution.notna(), '')   # to_string's na_rep passes over None here
         print(preds[shown].assign(in_distribution=guard).to_string(index=False, float_format='%.4f', na_rep=''))   # blank, not None or NaN
     if cam: print(f"Grad-CAM overlays: {len(save_cams(det, preds, sources, cam))} in {cam}")
+    if sr: print(f"DICOM Structured Reports: {len(save_srs(det, preds, sources, sr))} in {sr}")
     if out: Path(out).parent.mkdir(parents=True, exist_ok=True); preds.to_csv(out, index=False); print(f"wrote {out}")
     print(summary_line(preds))
     if preds.problem.notna().all(): raise SystemExit("pneumonia_predict: no image could be read.")

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from pneumonia_nb.core import free_port, shared_data
-from pneumonia_nb.pacs import MODALITY, SERIES_UID, SOP_UID, STUDY_UID, _value, local_orthanc, sr_result
+from pneumonia_nb.pacs import MODALITY, SERIES_UID, SOP_UID, STUDY_UID, _value, local_orthanc
+from pneumonia_nb.sr import sr_result
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

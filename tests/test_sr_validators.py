@@ -6,9 +6,10 @@ import pydicom
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 from pneumonia_nb.data import expand_paths, film_to_dicom
-from pneumonia_nb.pacs import device_uid, film_result, result_sr
+from pneumonia_nb.pacs import film_result
+from pneumonia_nb.sr import device_uid, result_sr
 from pneumonia_nb.predict import Detector
 
 TOOLS = [t for t in ('dciodvfy', 'dsrdump') if not shutil.which(t)]
@@ -31,12 +32,27 @@ def reports(shared, tmp_path_factory):
     return made, det
 
 
+def dciodvfy_says(path) -> list[str]:
+    "What dciodvfy says of `path` beyond the name of the IOD it checked against (empty: no error, no warning)."
+    proc = subprocess.run(['dciodvfy', str(path)], capture_output=True, text=True)
+    return [l for l in (proc.stdout + proc.stderr).splitlines() if l.strip() and l.strip() != 'EnhancedSR'] + ([f'exit {proc.returncode}'] if proc.returncode else [])
+
+
+def test_predict_sr_writes_what_validates(shared, tmp_path):
+    "`pneumonia_predict FILES --sr DIR`: one report per DICOM chest film, none for a JPEG or a knee, each clean by dciodvfy."
+    films = expand_paths([shared/'chest_xray_sample'/'test'])[:3]
+    for i, (f, tags) in enumerate(zip(films, ({}, dict(ViewPosition='LL'), dict(BodyPartExamined='KNEE')))):
+        (tmp_path/f'{i}.dcm').write_bytes(film_to_dicom(Image.open(f), **tags))
+    said = run_cli('pneumonia_predict', tmp_path/'0.dcm', tmp_path/'1.dcm', tmp_path/'2.dcm', films[0], '--sr', tmp_path/'sr', cwd=ROOT).stdout
+    written = sorted((tmp_path/'sr').glob('*.dcm'))
+    assert 'DICOM Structured Reports: 2 in' in said and len(written) == 2, said
+    assert all(dciodvfy_says(p) == [] for p in written), {p.name: dciodvfy_says(p) for p in written}
+
+
 def test_dciodvfy_finds_no_error_and_no_warning(reports):
     made, _ = reports
     for name, path in made.items():
-        proc = subprocess.run(['dciodvfy', str(path)], capture_output=True, text=True)
-        said = [l for l in (proc.stdout + proc.stderr).splitlines() if l.strip() and l.strip() != 'EnhancedSR']
-        assert proc.returncode == 0 and said == [], (name, said)
+        assert dciodvfy_says(path) == [], (name, dciodvfy_says(path))
 
 
 def test_dsrdump_shows_the_tid1500_tree(reports):
