@@ -135,7 +135,7 @@ def _site_spec(spec:dict, shipped:dict, decision:dict, rule:str, films:pd.DataFr
             'validation_decision': dict(threshold=shipped['threshold'], temperature=shipped['temperature'], valid_metrics=spec.get('valid_metrics'))}
 
 # %% ../nbs/13_site.ipynb #2cc84631
-def calibrate(model_dir, data, out, rule:str='youden', folds:int=5, seed:int=0, device:str='auto', n_boot:int=1000, refer:float|None=None,
+def calibrate(model_dir, data, out, rule:str='sensitivity:0.95', folds:int=5, seed:int=0, device:str='auto', n_boot:int=1000, refer:float|None=None,
               adapt:str|None=None) -> dict:
     "Refit `model_dir`'s decision (and a triage at error rate `refer`) on the labelled site films in `data` (after adapting the network to their pixels by `adapt`), estimate it by grouped CV, write `out`."
     model_dir, out = Path(model_dir), Path(out)
@@ -207,7 +207,7 @@ def pneumonia_calibrate(
     out:Param('New model folder for the site (never replaces an existing one)', str, required=True)=None,
     model:str='models/default', # Model folder to recalibrate (its weights are copied unchanged, unless --adapt)
     data:str=None, # The site's labelled films: NORMAL/ and PNEUMONIA/ (at least 15 of each)
-    rule:str='youden', # Threshold rule on the site films: youden, or sensitivity:X (e.g. sensitivity:0.95)
+    rule:str='sensitivity:0.95', # Threshold rule on the site films: sensitivity:X (the highest threshold with site sensitivity >= X), or youden
     folds:int=5, # Patient-grouped cross-validation folds for the estimate
     seed:int=0, # Seed of the folds and the bootstrap
     device:str='auto', # auto, cpu or cuda

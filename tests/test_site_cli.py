@@ -32,7 +32,7 @@ def site(shared, tmp_path_factory):
 def test_calibrate_reports_and_writes_a_site_model(site):
     rel, out, stdout = site
     assert '103 site films (68 patients: 38 NORMAL, 65 PNEUMONIA)' in stdout and 'patient-grouped folds' in stdout and str(out) == stdout.strip().splitlines()[-1]
-    assert f'next: pneumonia_eval --model {out}' in stdout and 'as shipped, at its threshold 0.6961 (chosen on valid): accuracy 0.864 [' in stdout   # issue 36
+    assert f'next: pneumonia_eval --model {out}' in stdout and 'as shipped, at its threshold 0.6969 (chosen on valid): accuracy 0.864 [' in stdout   # issue 36
     spec, shipped = (json.loads((d/'model.json').read_text()) for d in (out, ROOT/'models'/'default'))
     assert spec['threshold']['rule'] == 'sensitivity:0.95' and (spec['threshold']['n_normal'], spec['threshold']['n_pneumonia']) == (38, 65)
     assert {k: v for k, v in spec['validation_decision']['threshold'].items() if k != 'source'} == shipped['threshold'] and spec['temperature'] != shipped['temperature']
@@ -88,7 +88,9 @@ def test_triage_decisions_agree_everywhere(site, tmp_path):
     ev = ev.loc[pred.index]
     assert set(pred.decision) == {'NORMAL', 'PNEUMONIA', 'REFER'} and (pred.label.isin(['NORMAL', 'PNEUMONIA'])).all()
     inside = pred.in_distribution.astype(bool)
-    assert (pred.decision[inside] == ev.decision[inside]).all() and (pred.decision[~inside] == 'REFER').all()   # the guard only adds referrals
+    cuts = [json.loads((out/'model.json').read_text())['threshold']['value'], tri['pneumonia_from'], tri['normal_upto']]
+    clear = inside & pred.prob_pneumonia.map(lambda p: min(abs(p - c) for c in cuts) > 1e-6)   # a fitting film sits on each cut-off:
+    assert (pred.decision[clear] == ev.decision[clear]).all() and (pred.decision[~inside] == 'REFER').all()   # batches round it either way
     report = json.loads((tmp_path/'eval'/'metrics.json').read_text())
     assert report['at_triage']['referral_rate']['value'] == pytest.approx((ev.decision == 'REFER').mean()) and (tmp_path/'eval'/'triage.png').is_file()
     chosen = pred.groupby('decision').head(3)   # three films of each decision
