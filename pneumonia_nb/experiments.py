@@ -17,7 +17,8 @@ from fastcore.script import call_parse
 from .core import record_failure
 from .evaluate import eval_dir, evaluate_run
 from .models import check_arch
-from .train import TrainConfig, load_recipe, log_to_mlflow, run_training_notebook, tracking_uri
+from .tracking import log_to_mlflow, tracking_uri
+from .train import TrainConfig, load_recipe, run_training_notebook
 
 # %% auto #0
 __all__ = ['GRID_KEYS', 'RESOURCES', 'EVAL_KEYS', 'METRICS', 'BACKENDS', 'RAY_RETRIES', 'grid_points', 'point_name',

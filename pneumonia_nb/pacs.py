@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, write_to_te
 from .core import decisions_at, free_port, labels_at
 from .data import FILM_MODALITIES, ImageProblem, read_xray
 from .predict import Detector, cam_overlay
-from .serve import RequestLog
+from .records import RequestLog
 from .sr import NOT_REPORTED, own_series, overlay_sc, report_uids, result_sr
 
 # %% auto #0

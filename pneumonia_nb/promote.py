@@ -13,7 +13,7 @@ from fastcore.script import Param, call_parse
 from .data import DATA_ATTRIBUTION
 from .models import load_model
 from .monitor import save_reference
-from .train import tracking_uri
+from .tracking import tracking_uri
 
 # %% auto #0
 __all__ = ['MODEL_FILES', 'model_card', 'card_markdown', 'promote', 'register_version', 'pneumonia_promote']

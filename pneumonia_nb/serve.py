@@ -4,12 +4,11 @@
 
 # %% ../nbs/12_serve.ipynb #d7875b98
 from __future__ import annotations
-import asyncio, ctypes, datetime, hashlib, hmac, io, itertools, json, logging, math, os, secrets, sys, tempfile, time, uuid, warnings
+import asyncio, ctypes, datetime, hmac, json, os, secrets, sys, tempfile, time, uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Request, Security, UploadFile
@@ -17,63 +16,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastcore.basics import patch, store_attr
 from fastcore.script import call_parse
 from PIL import Image
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest, multiprocess
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, multiprocess
 
 import pneumonia_nb
 
 from .core import decisions_at, labels_at
-from .data import ImageProblem, expand_paths, is_dicom, read_dicom, read_xray
-from .monitor import DriftWindow, image_stats
+from .data import ImageProblem
+from .monitor import DriftWindow
 from .predict import Detector
+from .records import LOG_NAMES, RequestLog, ServiceMetrics, hashed_name
+from .batching import Batcher, decode, header_pixels
+from .schema import PredictResponse, refusals
 
 # %% auto #0
-__all__ = ['LOG_NAMES', 'HTTP_CODES', 'BEARER', 'Film', 'REFUSALS', 'M_ARENA_MAX', 'ServiceMetrics', 'BodyLimit', 'Batcher',
-           'RequestLog', 'hashed_name', 'ServiceError', 'header_pixels', 'decode', 'Service', 'read_api_keys',
-           'ErrorBody', 'Prediction', 'ServedModel', 'PredictResponse', 'refusals', 'model_threads', 'create_app',
-           'app_from_env', 'limit_malloc_arenas', 'pneumonia_serve', 'server_usage', 'usage_summary', 'client_load',
-           'load_test', 'pneumonia_loadtest']
-
-# %% ../nbs/12_serve.ipynb #5ea030c3
-class ServiceMetrics:
-    "The Prometheus metrics of one app, in their own registry; gauges per live process when several serve (prometheus-client's multiprocess mode)."
-    def __init__(self):
-        self.registry = r = CollectorRegistry()
-        ProcessCollector(registry=r)   # the process's CPU seconds and memory: what the load test reads to say how busy the server was
-        self.requests = Counter('pneumonia_requests', 'HTTP requests by endpoint and status', ['endpoint', 'status'], registry=r)
-        self.latency = Histogram('pneumonia_request_seconds', 'Request latency by endpoint', ['endpoint'], registry=r,
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-        self.predictions = Counter('pneumonia_predictions', 'Images predicted, by label', ['label'], registry=r)
-        self.decisions = Counter('pneumonia_decisions', 'Images predicted, by decision: NORMAL, PNEUMONIA, or REFER (under a triage)', ['decision'], registry=r)
-        self.probability = Histogram('pneumonia_probability', 'Calibrated PNEUMONIA probability of predicted images', registry=r,
-                                     buckets=tuple(np.round(np.linspace(0.1, 1, 10), 2)))
-        self.rejected = Counter('pneumonia_rejected_inputs', 'Inputs refused, by reason', ['reason'], registry=r)
-        self.batch = Histogram('pneumonia_batch_images', 'Images per model call (dynamic batching)', registry=r, buckets=(1, 2, 4, 8, 16, 32, 64))
-        self.model_info = Gauge('pneumonia_model_info', 'The model being served', ['model', 'arch', 'threshold'], registry=r, multiprocess_mode='liveall')
-        self.warnings = Counter('pneumonia_input_warnings', 'Predicted DICOM films whose tags say they may not be chest films like the training films, by code', ['code'], registry=r)
-        self.out_of_distribution = Counter('pneumonia_out_of_distribution', 'Predicted images the guard flagged as unlike the validation films', registry=r)
-        self.window = Gauge('pneumonia_monitor_window_images', 'Images in the rolling monitoring window', registry=r, multiprocess_mode='liveall')
-        self.window_ood = Gauge('pneumonia_monitor_window_out_of_distribution_share', 'Share of the window flagged by the guard', registry=r, multiprocess_mode='liveall')
-        self.drift_p = Gauge('pneumonia_drift_p_value', 'Latest drift p-value on the window: embeddings (MMD) and the smallest image-statistic one', ['test'], registry=r, multiprocess_mode='liveall')
-        self.drift = Gauge('pneumonia_drift_detected', 'Latest drift verdict on the window: 1 drift, 0 no drift, -1 too few images', registry=r, multiprocess_mode='liveall')
-
-    def collecting(self) -> CollectorRegistry:
-        "What /metrics reports: this registry, or with several processes (`PROMETHEUS_MULTIPROC_DIR`) all of theirs, counters summed."
-        if not os.environ.get('PROMETHEUS_MULTIPROC_DIR'): return self.registry
-        multiprocess.MultiProcessCollector(r := CollectorRegistry())
-        return r
-
-    def show_monitor(self, summary:dict):
-        "Set the monitoring gauges from a `DriftWindow.summary()`."
-        self.window.set(summary['window']); self.window_ood.set(summary['share_out_of_distribution'] or 0)
-        d = summary['drift']
-        self.drift.set(-1 if d is None else int(d['verdict'] == 'drift'))
-        if d: self.drift_p.labels('embeddings').set(d['embeddings']['p_value']); self.drift_p.labels('image_statistics').set(min((f['p_value'] for f in d['image_statistics'] if f['tested']), default=1.0))
+__all__ = ['HTTP_CODES', 'BEARER', 'Film', 'M_ARENA_MAX', 'BodyLimit', 'ServiceError', 'Service', 'read_api_keys',
+           'model_threads', 'create_app', 'app_from_env', 'limit_malloc_arenas', 'pneumonia_serve']
 
 # %% ../nbs/12_serve.ipynb #429d68b1
 class BodyLimit:
@@ -106,99 +68,10 @@ class BodyLimit:
             return dict(type='http.request', body=body, more_body=False)
         return await self.app(scope, replay, send)
 
-# %% ../nbs/12_serve.ipynb #d74a28f6
-class Batcher:
-    "Dynamic batching over `lanes` model threads: a free lane takes every film waiting (up to `max_batch`), waiting up to `max_wait` for more only while another lane is busy."
-    def __init__(self, detector:Detector, max_batch:int=32, max_wait:float=0.01, metrics:ServiceMetrics|None=None, lanes:int=1):
-        store_attr(); self.queue, self.busy = None, 0
-
-    async def predict(self, films:list) -> tuple:
-        "`Detector.assess_prepared` of `films` (table, drift-space embeddings), computed together with whatever else is waiting."
-        future = asyncio.get_running_loop().create_future()
-        await self.queue.put((films, future))
-        return await future
-
-    async def gather(self) -> list[tuple]:
-        "The next batch's requests: the first to come, all that wait behind it, and (while another lane is busy) what comes within `max_wait`."
-        waiting, loop = [await self.queue.get()], asyncio.get_running_loop()
-        n, deadline = len(waiting[0][0]), loop.time() + self.max_wait
-        while n < self.max_batch:
-            if self.queue.empty():
-                if not self.busy or (left := deadline - loop.time()) <= 0: break
-                try: waiting.append(await asyncio.wait_for(self.queue.get(), left))
-                except asyncio.TimeoutError: break
-            else: waiting.append(self.queue.get_nowait())
-            n += len(waiting[-1][0])
-        return waiting
-
-    async def lane(self, pool:ThreadPoolExecutor):
-        "One lane: forever gather a batch, predict it in the lane's thread, hand each request its share."
-        while True:
-            waiting = await self.gather()
-            films = [x for xs, _ in waiting for x in xs]
-            self.busy += 1
-            try: table, proj = await asyncio.get_running_loop().run_in_executor(pool, self.detector.assess_prepared, films, self.max_batch)
-            except Exception as e:
-                for _, f in waiting: f.set_exception(e)
-                continue
-            finally: self.busy -= 1
-            if self.metrics: self.metrics.batch.observe(len(films))
-            start = 0
-            for xs, f in waiting:
-                f.set_result((table.iloc[start:start + len(xs)], None if proj is None else proj[start:start + len(xs)])); start += len(xs)
-
-    async def run(self):
-        "The lanes, until cancelled."
-        self.queue = asyncio.Queue()
-        with ThreadPoolExecutor(self.lanes, thread_name_prefix='pneumonia-model') as pool:
-            await asyncio.gather(*(self.lane(pool) for _ in range(self.lanes)))
-
-# %% ../nbs/12_serve.ipynb #24254210
-class RequestLog:
-    "JSON-lines log of prediction requests, rotated past `max_mb` keeping `keep` old files (logging's `RotatingFileHandler`); `None` path: none."
-    def __init__(self, path=None, images_dir=None, max_mb:float=100, keep:int=5):
-        store_attr('path,images_dir'); self.logger = None
-        if images_dir: Path(images_dir).mkdir(parents=True, exist_ok=True)
-        if not path: return
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        handler = RotatingFileHandler(path, maxBytes=int(max_mb * 2**20), backupCount=keep, encoding='utf-8')
-        handler.setFormatter(logging.Formatter('%(message)s'))
-        self.logger = logging.Logger(f'pneumonia_nb.requests:{path}')   # not registered globally: one per log, nothing propagates
-        self.logger.addHandler(handler)
-    def write(self, record:dict, images:dict|None=None):
-        if self.images_dir and images:
-            for name, data in images.items(): (Path(self.images_dir)/f"{record['request_id']}-{Path(name).name}").write_bytes(data)
-        if self.logger: self.logger.info(json.dumps(record))
-
-# %% ../nbs/12_serve.ipynb #d263ef0f
-LOG_NAMES = ('hashed', 'raw')
-
-def hashed_name(name:str, salt:bytes) -> str:
-    "`name` as a salted SHA-256 digest (16 hex digits) with its extension: what the log keeps of a client's file name."
-    return hmac.new(salt, str(name).encode(), hashlib.sha256).hexdigest()[:16] + Path(str(name)).suffix.lower()
-
 # %% ../nbs/12_serve.ipynb #8545ff29
 class ServiceError(Exception):
     "A refusal: the HTTP `status`, an error `code` clients branch on, a `detail` for people, and `extra` fields for the body."
     def __init__(self, status:int, code:str, detail:str, **extra): super().__init__(detail); store_attr('status,code,detail,extra')
-
-# %% ../nbs/12_serve.ipynb #8a16bcf5
-def header_pixels(data:bytes) -> int:
-    "The pixels an upload's image header (or DICOM Rows and Columns) declares, read without decoding (0 when it has no readable header)."
-    if is_dicom(data):
-        try: ds = read_dicom(data); return int(ds.Rows) * int(ds.Columns)
-        except ImageProblem: return 0
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im: return im.width * im.height
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError): return 0
-
-# %% ../nbs/12_serve.ipynb #67bc26a5
-def decode(data:bytes, prepare=None) -> tuple:
-    "`(film, its image statistics, prepare(film), None)` or `(None, None, None, ImageProblem)`: the work a decoding thread does for each upload."
-    try: img = read_xray(data); return img, image_stats(img), prepare(img) if prepare else None, None
-    except ImageProblem as e: return None, None, None, e
 
 # %% ../nbs/12_serve.ipynb #438377ea
 class Service:
@@ -418,51 +291,6 @@ def monitor(self:Service):
     self.metrics.show_monitor(summary)
     return summary
 
-# %% ../nbs/12_serve.ipynb #80c56ab6
-class ErrorBody(BaseModel):
-    "The body of every refusal."
-    model_config = ConfigDict(extra='allow')
-    error: str
-    detail: str
-    request_id: str
-
-class Prediction(BaseModel):
-    "One upload's result: the call, its calibrated probability and the guard's verdict (and a DICOM film's warnings and UIDs), or why none could be made."
-    label: Literal['NORMAL', 'PNEUMONIA'] | None = Field(None, description='PNEUMONIA when prob_pneumonia >= threshold; absent when the upload could not be used')
-    decision: Literal['NORMAL', 'PNEUMONIA', 'REFER'] | None = Field(None, description=(
-        "what to do with the film: the label, or under the model's triage (pneumonia_calibrate --refer) NORMAL or PNEUMONIA when its conformal "
-        "set holds only that class and REFER (to a radiologist) otherwise, and whenever the guard says out of distribution or a DICOM warning is set"))
-    prob_pneumonia: float | None = Field(None, ge=0, le=1, description='calibrated probability of pneumonia')
-    threshold: float | None = Field(None, description="the model's stored decision threshold")
-    in_distribution: bool | None = Field(None, description='the guard: like the reference films (null: the model has no reference profile)')
-    ood_score: float | None = Field(None, description="the guard's distance; above its threshold means out of distribution")
-    warnings: list[dict] | None = Field(None, description="a DICOM film's tags that say it may not be a chest film like the training films: {code, message}")
-    dicom: dict | None = Field(None, description="a DICOM film's study, series and instance UIDs")
-    problem: str | None = Field(None, description='why this upload could not be used')
-    problem_code: str | None = Field(None, description='the problem as a stable code (empty, not_an_image, ...)')
-    filename: str
-    bytes: int
-
-class ServedModel(BaseModel):
-    "Which model answered."
-    id: str = Field(description="the served model: folder name @ the start of its weights' SHA-256")
-    version: str = Field(description='pneumonia_nb version')
-
-class PredictResponse(BaseModel):
-    "The answer to `/predict`: one result per upload, in order."
-    request_id: str
-    model: ServedModel
-    results: list[Prediction]
-
-REFUSALS = {400: 'the body is not valid multipart form data', 401: 'no or a wrong API key', 404: 'no reference profile to monitor with', 413: 'body or pixels over the limit',
-            422: 'the request does not match the schema (no files, an empty file, more files than maxItems)', 503: 'the model is still loading'}
-
-def refusals(*statuses:int, media_type:str|None=None) -> dict:
-    "FastAPI `responses` documenting these refusal statuses with the project's error body (given as JSON also where the route answers `media_type`)."
-    if media_type is None: return {s: dict(model=ErrorBody, description=REFUSALS[s]) for s in statuses}
-    body = {'application/json': {'schema': {'$ref': '#/components/schemas/ErrorBody'}}}   # FastAPI would file a `model` under the route's media type
-    return {s: dict(content=body, description=REFUSALS[s]) for s in statuses}
-
 # %% ../nbs/12_serve.ipynb #9f8222b0
 @patch
 def build_app(self:Service) -> FastAPI:
@@ -566,78 +394,3 @@ def pneumonia_serve(
     os.environ.setdefault('PROMETHEUS_MULTIPROC_DIR', tempfile.mkdtemp(prefix='pneumonia-metrics-'))   # fresh per start, as prometheus-client requires
     # a worker imports torch and loads the model before it answers uvicorn's health check: 5 s (the default) restarts it forever on a busy machine
     uvicorn.run('pneumonia_nb.serve:app_from_env', factory=True, workers=workers, timeout_worker_healthcheck=120, **tls)
-
-# %% ../nbs/12_serve.ipynb #d5b28043
-async def server_usage(http) -> dict|None:
-    "The server's CPU seconds and resident MB now, from its `/metrics` (prometheus-client's process collector); None where it does not say."
-    import httpx
-    try: r = await http.get('/metrics')
-    except httpx.HTTPError: return None
-    if r.status_code != 200: return None
-    s = {x.name: x.value for f in text_string_to_metric_families(r.text) for x in f.samples}
-    if 'process_cpu_seconds_total' not in s: return None
-    return dict(t=time.perf_counter(), cpu_s=s['process_cpu_seconds_total'], rss_mb=s['process_resident_memory_bytes'] / 2**20)
-
-def usage_summary(samples:list[dict]) -> dict|None:
-    "Cores busy between the first and last sample, and resident MB at the start, after the first minute and at the end."
-    if len(samples) < 2 or any(s is None for s in samples): return None
-    first, last = samples[0], samples[-1]
-    minute = min(samples, key=lambda s: abs(s['t'] - first['t'] - 60))
-    return dict(cores_busy=round((last['cpu_s'] - first['cpu_s']) / (last['t'] - first['t']), 2), rss_mb_start=round(first['rss_mb']),
-                rss_mb_first_minute=round(minute['rss_mb']), rss_mb_end=round(last['rss_mb']), samples=len(samples))
-
-# %% ../nbs/12_serve.ipynb #609582bd
-async def client_load(url:str, images:list[bytes], clients:int, requests:int|None, seconds:float|None, timeout:float=60, transport=None) -> tuple[list, list]:
-    "Single-image predictions from `clients` concurrent httpx clients until `requests` are sent or `seconds` have passed: each one's latency (s), and the errors."
-    import httpx
-    latencies, errors = [], []
-    counter, deadline = iter(range(requests)) if requests else itertools.count(), time.perf_counter() + (seconds or math.inf)
-    async def client(c):
-        async with httpx.AsyncClient(base_url=url, timeout=timeout, transport=transport) as http:
-            for i in counter:
-                t0 = time.perf_counter()
-                if t0 > deadline: break
-                try:
-                    r = await http.post('/predict', files=[('files', (f'{i}.jpeg', images[i % len(images)], 'image/jpeg'))])
-                    if r.status_code != 200: errors.append(f'{r.status_code}: {r.text[:200]}')
-                    elif problem := next((x['problem'] for x in r.json()['results'] if 'problem' in x), None): errors.append(f'200, not predicted: {problem}')
-                except httpx.HTTPError as e: errors.append(f'{type(e).__name__}: {e}')
-                latencies.append(time.perf_counter() - t0)
-    await asyncio.gather(*(client(c) for c in range(clients)))
-    return latencies, errors
-
-async def load_test(url:str, images:list[bytes], clients:int=8, requests:int|None=200, seconds:float|None=None, timeout:float=60, transport=None,
-                    sample_s:float=5) -> dict:
-    "`client_load`'s throughput, latency percentiles and errors (a refusal, or a film answered with a problem), and the server's CPU and memory sampled every `sample_s`."
-    import httpx
-    if requests is None and seconds is None: raise ValueError("load_test needs `requests`, `seconds` or both to know when to stop")
-    async with httpx.AsyncClient(base_url=url, timeout=timeout, transport=transport) as http:
-        usage, t0 = [await server_usage(http)], time.perf_counter()
-        async def sample():
-            while usage[0] is not None: await asyncio.sleep(sample_s); usage.append(await server_usage(http))
-        sampler = asyncio.create_task(sample())
-        latencies, errors = await client_load(url, images, clients, requests, seconds, timeout, transport)
-        wall = time.perf_counter() - t0
-        sampler.cancel(); usage.append(await server_usage(http))
-    lat = np.array(latencies) * 1000
-    return dict(url=url, clients=clients, requests=len(latencies), errors=len(errors), first_errors=errors[:5], wall_s=round(wall, 2),
-                images_per_s=round(len(latencies) / wall, 1), **{f'p{q}_ms': round(float(np.percentile(lat, q)), 1) for q in (50, 95, 99)},
-                server=usage_summary(usage))
-
-# %% ../nbs/12_serve.ipynb #2a2d5bde
-@call_parse
-def pneumonia_loadtest(
-    url:str='http://127.0.0.1:8000', # Base URL of a running pneumonia_serve
-    clients:int=8, # Concurrent clients
-    requests:int=200, # Requests in all (one image each); the test stops after them (0: no count, stop after --seconds)
-    seconds:float=None, # Stop after this many seconds (a soak), whichever of the two comes first
-    images:str=None, # Folder of images to send (searched recursively)
-    out:str=None, # JSON file for the results (never replaced)
-):
-    "Measure a running server: images/s and p50/p95/p99 latency under `clients` concurrent clients."
-    if out and Path(out).exists(): raise SystemExit(f"pneumonia_loadtest: {out} already exists; choose another --out.")
-    files = expand_paths([images]) if images else []
-    if not files: raise SystemExit("pneumonia_loadtest: --images must name a folder with images.")
-    result = asyncio.run(load_test(url, [f.read_bytes() for f in files], clients, requests or None, seconds))
-    print(json.dumps(result, indent=2))
-    if out: Path(out).write_text(json.dumps(result, indent=2) + '\n')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #4a67b4b2
 from __future__ import annotations
-import contextlib, dataclasses, logging, datetime, hashlib, importlib.resources, inspect, json, os, shutil, subprocess, sys, time
+import contextlib, dataclasses, datetime, hashlib, importlib.resources, inspect, json, os, shutil, subprocess, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +26,14 @@ import yaml
 from .data import find_data_root, load_split, make_split, save_split
 from .dataloaders import BACKENDS, BALANCE, NORMS, RESIZE_METHODS, XRAY_STATS, class_weights, xray_dataloaders
 from .models import check_arch, create_model, save_model_files
+from .tracking import log_to_mlflow, tracking_uri
 
 # %% auto #0
 __all__ = ['MIXES', 'RUN_FILES', 'TRAIN_NOTEBOOK', 'KERNEL_TRIES', 'RECIPES', 'TrainConfig', 'split_table', 'build_learner',
            'EMA', 'training_callbacks', 'kept_epoch', 'TerminalProgress', 'validation_predictions',
            'join_process_group', 'from_rank0', 'gather_records', 'RankLedger', 'launch_processes', 'train_run',
-           'new_run_dir', 'tracking_uri', 'log_to_mlflow', 'KernelStartError', 'run_training_notebook', 'load_recipe',
-           'config_options', 'config_from', 'pneumonia_train']
+           'new_run_dir', 'KernelStartError', 'run_training_notebook', 'load_recipe', 'config_options', 'config_from',
+           'pneumonia_train']
 
 # %% ../nbs/04_train.ipynb #4ec78089
 def _absolute(p): return str(Path(p).expanduser().resolve()) if p else p
@@ -277,49 +278,6 @@ def new_run_dir(runs, cfg:TrainConfig) -> Path:
         try: d.mkdir(); return d
         except FileExistsError: continue
     raise FileExistsError(f"Could not make a new run folder under {runs}")
-
-# %% ../nbs/04_train.ipynb #f280df0c
-def tracking_uri(runs) -> str:
-    "`MLFLOW_TRACKING_URI` if set, else a SQLite store in the runs folder."
-    return os.environ.get('MLFLOW_TRACKING_URI') or f"sqlite:///{(Path(runs)/'mlflow.db').resolve()}"
-
-# %% ../nbs/04_train.ipynb #7e1f1d86
-def _history_metrics(hist:pd.DataFrame):
-    from mlflow.entities import Metric
-    now = int(time.time() * 1000)
-    for row in hist.to_dict('records'):
-        for k, v in row.items():
-            if k not in ('epoch', 'time') and isinstance(v, (int, float)) and np.isfinite(v):
-                yield Metric('roc_auc' if k == 'roc_auc_score' else k, float(v), now, int(row['epoch']))
-
-# %% ../nbs/04_train.ipynb #029ac4b0
-def log_to_mlflow(run_dir, experiment:str='pneumonia_nb', uri:str|None=None) -> str:
-    "Log the finished run folder `run_dir` to MLflow; returns the MLflow run id."
-    from mlflow.tracking import MlflowClient
-    from mlflow.entities import Metric, Param
-    for name in ('mlflow.store.db.utils', 'alembic'): logging.getLogger(name).setLevel(logging.WARNING)   # a new store's set-up chatter
-    run_dir = Path(run_dir).resolve()
-    uri = uri or tracking_uri(run_dir.parent)
-    record = (run_dir/'config.json').read_json()
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    local = uri.startswith('sqlite:')
-    exp_id = exp.experiment_id if exp else client.create_experiment(
-        experiment, artifact_location=(run_dir.parent/'mlartifacts').as_uri() if local else None)
-    env = record['environment']
-    run_id = client.create_run(exp_id, run_name=run_dir.name, tags={
-        'git_commit': str(env.get('commit')), 'git_dirty': str(env.get('dirty')), 'device': env['device'], 'run_dir': str(run_dir)}).info.run_id
-    params = {**record['config'], 'split_sha256': record['split_sha256'], 'torch': env['torch'], 'fastai': env['fastai'], 'timm': env['timm']}
-    now = int(time.time() * 1000)
-    summary = (run_dir/'metrics.json').read_json()
-    final = [Metric(f'best_{k}', float(v['value'] if k == 'threshold' else v), now, 0) for k, v in summary.items() if k == 'threshold' or isinstance(v, (int, float))]
-    if why := summary.get('calibration_failed'): client.set_tag(run_id, 'calibration_failed', why[:5000])   # words, not a metric
-    metrics = [*_history_metrics(pd.read_csv(run_dir/'history.csv')), *final]
-    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
-    for i in range(0, len(metrics), 1000): client.log_batch(run_id, metrics=metrics[i:i+1000])
-    client.log_artifacts(run_id, str(run_dir))
-    client.set_terminated(run_id)
-    return run_id
 
 # %% ../nbs/04_train.ipynb #3987b0d4
 TRAIN_NOTEBOOK = importlib.resources.files('pneumonia_nb')/'train.ipynb'  # package data: nbs/training_run.ipynb, linked into the package as train.ipynb

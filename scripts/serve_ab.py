@@ -59,7 +59,7 @@ def start(arm:str, options:str, base:Path|None, model:str) -> tuple[subprocess.P
 
 def measure(url:str, proc:subprocess.Popen, images:list[bytes]) -> dict:
     "Each load of `LOADS` after a warm-up: the load test's result, with cores busy from /proc where /metrics has no process metrics."
-    from pneumonia_nb.serve import load_test
+    from pneumonia_nb.loadtest import load_test
     asyncio.run(load_test(url, images, 8, 80))   # warm-up: allocator, thread pools, JIT-free but cache-warm
     out = {}
     for clients, n in LOADS:

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/soak.py --minutes 10 --clients 32 --out reports/soak
 
 Starts `pneumonia_serve` on a free loopback port (its request log rotated at `--log_max_mb`, keeping `--log_keep`),
-sends single-film predictions from `--clients` concurrent clients for `--minutes` (`pneumonia_nb.serve.load_test`),
+sends single-film predictions from `--clients` concurrent clients for `--minutes` (`pneumonia_nb.loadtest.load_test`),
 and every `--every` seconds reads the server's resident memory (/proc), its own request counter (/metrics) and its
 drift verdict (/monitor). Writes `soak.json` (settings, git commit, model, images, every sample, the load test's
 figures, the log files left) and `soak.png` (memory, throughput and drift p-value over time) into `--out`, which
@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import pneumonia_nb
 from pneumonia_nb.core import free_port, shared_data
 from pneumonia_nb.data import expand_paths
-from pneumonia_nb.serve import load_test
+from pneumonia_nb.loadtest import load_test
 
 def rss_mb(pid:int) -> float:
     return int(next(line for line in open(f'/proc/{pid}/status') if line.startswith('VmRSS')).split()[1]) / 1024

@@ -3,12 +3,12 @@ import inspect, re, subprocess
 
 from conftest import ROOT
 import pneumonia_nb.data, pneumonia_nb.dataloaders, pneumonia_nb.evaluate, pneumonia_nb.monitor, pneumonia_nb.predict, pneumonia_nb.promote
-import pneumonia_nb.ensemble, pneumonia_nb.serve, pneumonia_nb.site
+import pneumonia_nb.ensemble, pneumonia_nb.loadtest, pneumonia_nb.serve, pneumonia_nb.site
 
 README = (ROOT/'README.md').read_text()
 COMMANDS = [pneumonia_nb.data.pneumonia_split, pneumonia_nb.dataloaders.pneumonia_show_batch, pneumonia_nb.evaluate.pneumonia_eval,
             pneumonia_nb.monitor.pneumonia_reference, pneumonia_nb.monitor.pneumonia_drift, pneumonia_nb.predict.pneumonia_predict,
-            pneumonia_nb.promote.pneumonia_promote, pneumonia_nb.serve.pneumonia_loadtest, pneumonia_nb.site.pneumonia_calibrate,
+            pneumonia_nb.promote.pneumonia_promote, pneumonia_nb.loadtest.pneumonia_loadtest, pneumonia_nb.site.pneumonia_calibrate,
             pneumonia_nb.ensemble.pneumonia_ensemble]
 
 
