@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastcore.basics import store_attr
 from PIL import Image
 
-from .data import ImageProblem, is_dicom, read_dicom, read_xray
+from .images import ImageProblem, is_dicom, read_dicom, read_xray
 from .monitor import image_stats
 from .predict import Detector
 from .records import ServiceMetrics

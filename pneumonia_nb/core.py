@@ -130,7 +130,7 @@ def labels_at(probs, threshold:float) -> np.ndarray:
     return np.where(is_pneumonia(probs, threshold), CLASSES[1], CLASSES[0])
 
 # %% ../nbs/00_core.ipynb #237d38b5
-UNSAFE_WARNINGS = ('modality', 'body_part', 'view', 'age')   # every DICOM warning of 01_data: each voids exchangeability with the site's films
+UNSAFE_WARNINGS = ('modality', 'body_part', 'view', 'age')   # every DICOM warning of 01b_images: each voids exchangeability with the site's films
 
 def _unsafe(warned) -> bool:
     "True when a film's warnings (a list of codes, or a comma-separated string of them) include one of `UNSAFE_WARNINGS`."

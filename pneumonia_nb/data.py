@@ -4,31 +4,25 @@
 
 # %% ../nbs/01_data.ipynb #245ccd1a
 from __future__ import annotations
-import enum, hashlib, io, os, re, warnings
+import hashlib, os, re
 from pathlib import Path
 
-import highdicom as hd
 import numpy as np
 import pandas as pd
-import pydicom
 from fastcore.parallel import parallel
 from fastcore.script import call_parse
-from PIL import Image, UnidentifiedImageError
-from pydicom.errors import InvalidDicomError
 
 from .core import CLASSES
+from .images import IMAGE_EXTS, MIN_SIDE, ImageProblem, is_debris, read_xray
 
 # %% auto #0
-__all__ = ['OFFICIAL_SPLITS', 'IMAGE_EXTS', 'DATA_HELP', 'DATA_ATTRIBUTION', 'FILM_MODALITIES', 'LATERAL_VIEWS', 'ADULT_YEARS',
-           'RESCALE_INTERCEPT', 'MAX_PIXELS', 'DRAFT_SIDE', 'MIN_SIDE', 'VALID_FRAC', 'SPLIT_COLUMNS', 'SUBSETS',
-           'patient_id', 'pathogen', 'is_debris', 'find_data_root', 'list_files', 'expand_paths', 'to_gray8', 'Problem',
-           'ImageProblem', 'is_dicom', 'read_dicom', 'dicom_voi', 'dicom_film', 'dicom_warnings', 'dicom_uids',
-           'film_to_dicom', 'read_xray', 'check_image', 'scan_images', 'split_groups', 'duplicate_sets', 'assign_valid',
-           'split_scan', 'make_split', 'save_split', 'load_split', 'subset_images', 'split_report', 'pneumonia_split']
+__all__ = ['OFFICIAL_SPLITS', 'DATA_HELP', 'DATA_ATTRIBUTION', 'VALID_FRAC', 'SPLIT_COLUMNS', 'SUBSETS', 'patient_id', 'pathogen',
+           'find_data_root', 'list_files', 'check_image', 'scan_images', 'split_groups', 'duplicate_sets',
+           'assign_valid', 'split_scan', 'make_split', 'save_split', 'load_split', 'subset_images', 'split_report',
+           'pneumonia_split']
 
 # %% ../nbs/01_data.ipynb #0a1ae348
 OFFICIAL_SPLITS = ('train', 'val', 'test')
-IMAGE_EXTS = ('.jpeg', '.jpg', '.png', '.tif', '.tiff', '.bmp', '.dcm')
 DATA_HELP = """Get the dataset (Kermany et al. 2018, CC BY 4.0) with `pneumonia_download` (or `make data`), or by hand from
 either source, and unpack it so that <DIR>/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg exists (the default DIR is
 data/raw/chest_xray):
@@ -61,9 +55,6 @@ def pathogen(fname:str, label:str) -> str:
 # %% ../nbs/01_data.ipynb #013a992c
 def _has_classes(d:Path) -> bool: return all((d/c).is_dir() for c in CLASSES)
 
-# %% ../nbs/01_data.ipynb #f72ea15f
-def is_debris(name:str) -> bool: return name.startswith('.') or name == '__MACOSX'
-
 # %% ../nbs/01_data.ipynb #643588cd
 def _layout_at(d:Path) -> dict|None:
     "Map official split name -> folder holding the class folders, if `d` is a dataset root."
@@ -95,197 +86,6 @@ def list_files(data, splits=OFFICIAL_SPLITS) -> pd.DataFrame:
     df['patient'] = df.path.map(patient_id)
     df['pathogen'] = [pathogen(p, lbl) for p, lbl in zip(df.path, df.label)]
     return df
-
-# %% ../nbs/01_data.ipynb #730f983a
-def expand_paths(paths) -> list[Path]:
-    "Files named in `paths`, with the image files under each named folder (recursively, sorted)."
-    out = []
-    for p in map(Path, paths):
-        if p.is_dir(): out += sorted(f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in IMAGE_EXTS
-                                     and not any(is_debris(part) for part in f.relative_to(p).parts))
-        else: out.append(p)
-    return out
-
-# %% ../nbs/01_data.ipynb #161108e1
-_WIDE_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F')
-
-def to_gray8(img:Image.Image) -> Image.Image:
-    "An 8-bit grayscale (`L`) copy of `img`: colour to luminance; integer wide modes scaled by the bit depth they need, float or negative ones by min-max."
-    if img.mode == 'L': return img
-    if img.mode not in _WIDE_MODES: return img.convert('L')
-    a = np.asarray(img, dtype=np.float64)
-    lo, hi = a.min(), a.max()
-    if img.mode != 'F' and lo >= 0: lo, scale = 0, 255 / (2 ** max(8, int(np.ceil(np.log2(hi + 1)))) - 1)
-    else: scale = 255 / (hi - lo) if hi > lo else 0
-    return Image.fromarray(np.rint((a - lo) * scale).astype(np.uint8), 'L')
-
-# %% ../nbs/01_data.ipynb #2ef97902
-class Problem(str, enum.Enum):
-    "Why an input cannot be used as a chest X-ray; the value is the code that logs, metrics and HTTP errors carry."
-    missing = 'missing'; empty = 'empty'; not_an_image = 'not_an_image'; too_large = 'too_large'
-    unreadable = 'unreadable'; too_small = 'too_small'; blank = 'blank'
-    no_pixel_data = 'no_pixel_data'; multi_frame = 'multi_frame'; colour = 'colour'   # DICOM objects that are not one grayscale film
-
-# %% ../nbs/01_data.ipynb #fb1ac5fd
-class ImageProblem(ValueError):
-    "An input that is not a usable film: `code` (a `Problem`) and a readable message."
-    def __init__(self, code:Problem, message:str): super().__init__(message); self.code = Problem(code)
-
-# %% ../nbs/01_data.ipynb #4241616b
-def is_dicom(source) -> bool:
-    "Whether `source` (a path or bytes) is a DICOM Part-10 file: `DICM` after the 128-byte preamble."
-    if isinstance(source, (bytes, bytearray)): return bytes(source[128:132]) == b'DICM'
-    if not isinstance(source, (str, Path)) or not Path(source).is_file(): return False
-    with open(source, 'rb') as f: return f.read(132)[128:] == b'DICM'
-
-# %% ../nbs/01_data.ipynb #69216d4b
-def read_dicom(source) -> pydicom.Dataset:
-    "The DICOM file `source` (path, bytes or a pydicom data set), unless it holds no single grayscale frame (an `ImageProblem`); pixels not yet decoded."
-    if isinstance(source, pydicom.Dataset): ds = source
-    else:
-        try: ds = pydicom.dcmread(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
-        except (InvalidDicomError, EOFError, OSError, ValueError, KeyError) as e: raise ImageProblem('unreadable', f'unreadable DICOM: {e}') from None
-    what = f"{ds.get('Modality', 'no modality')} {getattr(ds.get('SOPClassUID'), 'name', 'object')}"
-    if 'PixelData' not in ds: raise ImageProblem('no_pixel_data', f'DICOM without pixel data ({what})')
-    if int(ds.get('NumberOfFrames') or 1) > 1: raise ImageProblem('multi_frame', f"DICOM with {ds.NumberOfFrames} frames ({what}): one film at a time")
-    if ds.get('SamplesPerPixel', 1) != 1 or ds.get('PhotometricInterpretation') not in ('MONOCHROME1', 'MONOCHROME2'):
-        raise ImageProblem('colour', f"DICOM in colour ({ds.get('PhotometricInterpretation')}, {what}): chest films are grayscale")
-    return ds
-
-# %% ../nbs/01_data.ipynb #2d94b7f4
-def dicom_voi(ds:pydicom.Dataset) -> int|hd.VOILUTTransformation:
-    "The VOI to display `ds` with: its first VOI LUT or window (index 0), else a linear window over its full stored range after the rescale."
-    if 'VOILUTSequence' in ds or 'WindowCenter' in ds: return 0
-    bits = ds.BitsStored
-    lo, hi = (0, 2 ** bits - 1) if ds.get('PixelRepresentation', 0) == 0 else (-2 ** (bits - 1), 2 ** (bits - 1) - 1)
-    slope, intercept = float(ds.get('RescaleSlope', 1)), float(ds.get('RescaleIntercept', 0))
-    lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
-    return hd.VOILUTTransformation(window_center=(lo + hi) / 2 + 0.5, window_width=hi - lo + 1)   # DICOM's LINEAR window: lo -> 0, hi -> 1
-
-# %% ../nbs/01_data.ipynb #edd2f5bf
-def dicom_film(ds:pydicom.Dataset) -> Image.Image:
-    "The 8-bit film a viewer would show for `ds`: rescale, first VOI (or the full stored range), MONOCHROME1 inverted; a failing decoder is an `ImageProblem`."
-    voi = dicom_voi(ds)
-    try: frame = hd.Image.from_dataset(ds, copy=False).get_frame(1, apply_real_world_transform=False, apply_voi_transform=True if voi == 0 else None,
-                                                                 voi_transform_selector=voi, voi_output_range=(0.0, 1.0), apply_presentation_lut=True)
-    except (RuntimeError, NotImplementedError, ValueError, AttributeError) as e:
-        raise ImageProblem('unreadable', f"unreadable DICOM pixel data ({ds.file_meta.get('TransferSyntaxUID', 'no transfer syntax')}): {str(e).splitlines()[0]}") from None
-    return Image.fromarray(np.rint(np.clip(frame, 0, 1) * 255).astype(np.uint8), 'L')
-
-# %% ../nbs/01_data.ipynb #1f522bc1
-FILM_MODALITIES = ('CR', 'DX')
-LATERAL_VIEWS = ('LL', 'RL', 'LATERAL')
-ADULT_YEARS = 18
-_AGE_UNIT_YEARS = dict(D=1 / 365.25, W=7 / 365.25, M=1 / 12, Y=1)
-
-def dicom_warnings(ds:pydicom.Dataset) -> list[dict]:
-    "`code` and `detail` of each way the tags say `ds` may not be a chest film like the training films: modality, body_part, view, age."
-    out, body, view, age = [], str(ds.get('BodyPartExamined', '')).upper(), str(ds.get('ViewPosition', '')).upper(), str(ds.get('PatientAge', ''))
-    if ds.get('Modality') not in FILM_MODALITIES: out.append(dict(code='modality', detail=f"modality {ds.get('Modality', 'not stated')}, not CR or DX"))
-    if body and body != 'CHEST': out.append(dict(code='body_part', detail=f'body part {body}, not CHEST'))
-    if view in LATERAL_VIEWS: out.append(dict(code='view', detail=f'lateral view ({view}); the model learnt from frontal films'))
-    if (m := re.fullmatch(r'(\d{3})([DWMY])', age)) and int(m[1]) * _AGE_UNIT_YEARS[m[2]] > ADULT_YEARS:
-        out.append(dict(code='age', detail=f'patient older than {ADULT_YEARS} years; the model learnt from children aged 1-5'))
-    return out
-
-def dicom_uids(ds:pydicom.Dataset) -> dict:
-    "The UIDs that link a result to its image, and nothing else of the file's identity."
-    return dict(study_uid=str(ds.get('StudyInstanceUID', '')), series_uid=str(ds.get('SeriesInstanceUID', '')), sop_uid=str(ds.get('SOPInstanceUID', '')))
-
-# %% ../nbs/01_data.ipynb #d7fe5c1d
-RESCALE_INTERCEPT = -1000   # the films' stored values are shifted, so that the modality rescale is exercised too
-
-def _dataset(film:np.ndarray, photometric:str, tags:dict) -> pydicom.Dataset:
-    "A DX dataset with fresh UIDs, a made-up child patient, and `tags`."
-    ds = pydicom.Dataset()
-    ds.SOPClassUID, ds.SOPInstanceUID = pydicom.uid.DigitalXRayImageStorageForPresentation, pydicom.uid.generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
-    ds.Modality, ds.BodyPartExamined, ds.ViewPosition, ds.PatientAge = 'DX', 'CHEST', 'AP', '003Y'
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = 'Test^Film', 'TEST-0001', '20230101', 'O'
-    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = '20260101', '120000', '1', 'ACC0001', ''
-    ds.SeriesNumber, ds.InstanceNumber, ds.Manufacturer = 1, 1, 'pneumonia_nb film_to_dicom'
-    ds.Rows, ds.Columns = film.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PixelRepresentation = 1, photometric, 0
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
-    for k, v in tags.items(): setattr(ds, k, v)
-    return ds
-
-def film_to_dicom(film:Image.Image, bits:int=12, monochrome1:bool=False, jpeg:bool=False, window:bool=True, **tags) -> bytes:
-    "An 8-bit `film` as a DX DICOM file: stored in `bits` bits with a rescale and a window that show it as it was (or no window), inverted if `monochrome1`, or 8-bit baseline JPEG."
-    a = np.asarray(to_gray8(film)).astype(np.int64)
-    ds = _dataset(a, 'MONOCHROME1' if monochrome1 else 'MONOCHROME2', tags)
-    if jpeg:
-        buf = io.BytesIO(); Image.fromarray((255 - a if monochrome1 else a).astype(np.uint8)).save(buf, 'JPEG', quality=95)
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.LossyImageCompression = 8, 8, 7, '01'
-        ds.PixelData, ds.file_meta.TransferSyntaxUID = pydicom.encaps.encapsulate([buf.getvalue()]), pydicom.uid.JPEGBaseline8Bit
-        ds['PixelData'].VR = 'OB'
-    else:
-        k, top = 2 ** (bits - 8), 2 ** bits - 1
-        stored = top - a * k if monochrome1 else a * k
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
-        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, RESCALE_INTERCEPT, 'US'
-        if window:
-            low = (top - 255 * k if monochrome1 else 0) + RESCALE_INTERCEPT   # the modality value shown black (MONOCHROME2) or white (MONOCHROME1)
-            ds.WindowCenter, ds.WindowWidth = low + 255 * k / 2 + 0.5, 255 * k + 1
-        ds.PixelData, ds.file_meta.TransferSyntaxUID = stored.astype(np.uint16).tobytes(), pydicom.uid.ExplicitVRLittleEndian
-    buf = io.BytesIO(); ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
-
-# %% ../nbs/01_data.ipynb #cebf7125
-MAX_PIXELS = 30_000_000   # per image, read from the header before decoding
-DRAFT_SIDE = 1024         # a larger JPEG is decoded at 1/2, 1/4 or 1/8 scale, keeping at least this many px a side
-
-def _decoded_dicom(ds:pydicom.Dataset, max_pixels:int) -> tuple[Image.Image, tuple[int, int]]:
-    "The film in `ds`, its size checked from the tags before decoding, with `info['dicom']` (UIDs and warnings) and `['original_mode']`."
-    size = (int(ds.Columns), int(ds.Rows))
-    if size[0] * size[1] > max_pixels: raise ImageProblem('too_large', f'image too large: {size[0]}x{size[1]} px is over the limit of {max_pixels:,} pixels')
-    img = dicom_film(ds)
-    img.info.update(dicom=dict(dicom_uids(ds), warnings=dicom_warnings(ds)), original_mode=f'DICOM {ds.PhotometricInterpretation} {ds.BitsStored}-bit')
-    return img, size
-
-def _decoded(source, max_pixels:int=MAX_PIXELS) -> tuple[Image.Image, tuple[int, int]]:
-    "`source` decoded, and its size as sent: checked against `max_pixels` from the header first; a large JPEG file or bytes at reduced scale."
-    with warnings.catch_warnings():
-        warnings.simplefilter('error', Image.DecompressionBombWarning)
-        if isinstance(source, np.ndarray): img = Image.fromarray(source)
-        elif isinstance(source, Image.Image): img = source
-        elif isinstance(source, pydicom.Dataset) or is_dicom(source): return _decoded_dicom(read_dicom(source), max_pixels)   # as a PACS hands it over, or a file
-        else: img = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
-        size = img.size
-        if size[0] * size[1] > max_pixels: raise ImageProblem('too_large', f'image too large: {size[0]}x{size[1]} px is over the limit of {max_pixels:,} pixels')
-        if img is not source and img.format == 'JPEG': img.draft(img.mode, (DRAFT_SIDE, DRAFT_SIDE))   # a caller's own image is left as it is
-        img.load()
-    return img, size
-
-# %% ../nbs/01_data.ipynb #70b74b6f
-MIN_SIDE = 64  # px; the smallest real image in the dataset is 384 px on its shorter side
-
-# %% ../nbs/01_data.ipynb #5ee3cac3
-def _open_or_refuse(source) -> tuple[Image.Image, tuple[int, int]]:
-    "`_decoded(source)`, each way of failing turned into an `ImageProblem`."
-    if isinstance(source, (str, Path)) and Path(source).is_file() and Path(source).stat().st_size == 0: raise ImageProblem('empty', 'empty file (0 bytes)')
-    if isinstance(source, (bytes, bytearray)) and not source: raise ImageProblem('empty', 'empty file (0 bytes)')
-    try: return _decoded(source)
-    except ImageProblem: raise
-    except FileNotFoundError: raise ImageProblem('missing', f'no such file: {source}') from None
-    except UnidentifiedImageError:
-        dcm = isinstance(source, (str, Path)) and Path(source).suffix.lower() == '.dcm'
-        raise ImageProblem('not_an_image', 'not DICOM (no DICM marker after the 128-byte preamble), nor any other known image format' if dcm
-                           else 'not an image (no known image format)') from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e: raise ImageProblem('too_large', f'image too large: {e}') from None
-    except (OSError, SyntaxError, TypeError, ValueError) as e: raise ImageProblem('unreadable', f'unreadable: {e}') from None
-
-# %% ../nbs/01_data.ipynb #3bf44743
-def read_xray(source, min_side:int=MIN_SIDE) -> Image.Image:
-    "`source` (a path, bytes, a PIL image, an array or a pydicom data set) as a decoded 8-bit grayscale film with `info['original_mode']` and `['original_size']`; else an `ImageProblem`."
-    img, size = _open_or_refuse(source)
-    gray = to_gray8(img)
-    if min(gray.size) < min_side: raise ImageProblem('too_small', f'too small for a chest X-ray: {gray.width}x{gray.height} px (shorter side < {min_side})')
-    lo, hi = gray.getextrema()
-    if lo == hi: raise ImageProblem('blank', f'blank: every pixel is {lo}')
-    gray.info.update(original_mode=img.info.get('original_mode', img.mode), original_size=size)
-    return gray
 
 # %% ../nbs/01_data.ipynb #055d8854
 def check_image(path, min_side:int=MIN_SIDE) -> dict:

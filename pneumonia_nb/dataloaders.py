@@ -23,7 +23,8 @@ from fastcore.parallel import parallel
 from fastcore.script import call_parse
 from sklearn.utils.class_weight import compute_class_weight
 from .core import CLASSES
-from .data import find_data_root, load_split, read_xray, to_gray8
+from .data import find_data_root, load_split
+from .images import read_xray, to_gray8
 
 # %% auto #0
 __all__ = ['RESIZE_METHODS', 'XRAY_STATS', 'NORMS', 'BALANCE', 'BACKENDS', 'CACHE_VERSION', 'ReadXray', 'xray_augmentations',

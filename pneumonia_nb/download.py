@@ -14,7 +14,8 @@ from fastprogress.fastprogress import progress_bar
 from PIL import Image
 
 from .core import CLASSES, interactive
-from .data import DATA_ATTRIBUTION, DATA_HELP, IMAGE_EXTS, OFFICIAL_SPLITS, find_data_root, is_debris, list_files, to_gray8
+from .data import DATA_ATTRIBUTION, DATA_HELP, OFFICIAL_SPLITS, find_data_root, list_files
+from .images import IMAGE_EXTS, is_debris, to_gray8
 
 # %% auto #0
 __all__ = ['SOURCES', 'TEST_DATA', 'fetch', 'check_archive', 'extract_chest_xray', 'class_counts', 'pneumonia_download',

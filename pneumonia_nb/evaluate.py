@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_evaluate.ipynb #d24a76b2
 from __future__ import annotations
-import re, warnings
+import re
 from pathlib import Path
 
 import matplotlib
@@ -12,10 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from .core import (CLASSES, apply_temperature, binary_metrics, decisions_at, fit_triage, is_pneumonia, labels_at, progress,
                                resolve_device, sha256_file, triage_metrics)
-from fastai.callback.hook import hook_outputs
 from fastcore.script import call_parse
 from scipy.stats import spearmanr
 from sklearn.calibration import CalibrationDisplay
@@ -23,14 +21,15 @@ from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocC
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-from .data import find_data_root, read_xray, subset_images
-from .models import Ensemble, load_model, model_outputs, model_pipeline, stored_decision
+from .data import find_data_root, subset_images
+from .images import read_xray
+from .models import load_model, model_outputs, model_pipeline, stored_decision
+from .explain import cam_figure, grad_cam
 
 # %% auto #0
 __all__ = ['PLOTS', 'TRIAGE_ALPHAS', 'SMOKE_TRAIN_FILMS', 'bootstrap_report', 'triage_report', 'tta_views', 'predict_images',
-           'save_plots', 'cam_layer', 'grad_cam', 'pick_cases', 'cam_figure', 'wrap_name', 'save_gradcam', 'eval_dir',
-           'evaluate_run', 'aspect_cue', 'triage_sweep', 'triage_figure', 'format_report', 'run_summary',
-           'pneumonia_eval']
+           'save_plots', 'pick_cases', 'wrap_name', 'save_gradcam', 'eval_dir', 'evaluate_run', 'aspect_cue',
+           'triage_sweep', 'triage_figure', 'format_report', 'run_summary', 'pneumonia_eval']
 
 # %% ../nbs/05_evaluate.ipynb #8e693109
 def bootstrap_report(labels, probs, threshold:float, n_boot:int=1000, seed:int=0) -> dict:
@@ -112,37 +111,6 @@ def save_plots(preds:pd.DataFrame, threshold:float, out) -> dict:
         fig.tight_layout(); fig.savefig(paths.setdefault(name, Path(out)/f'{name}.png'), dpi=100); plt.close(fig)
     return paths
 
-# %% ../nbs/05_evaluate.ipynb #2c653ef3
-def cam_layer(model:nn.Module) -> nn.Module:
-    "The layer Grad-CAM reads: the last block's attention input (ViT), last feature stage (timm CNN) or last conv block."
-    if hasattr(model, 'blocks') and hasattr(model.blocks[-1], 'norm1'): return model.blocks[-1].norm1
-    if hasattr(model, 'feature_info'): return model.get_submodule(model.feature_info[-1]['module'])
-    blocks = [m for m in model.children() if any(isinstance(c, nn.Conv2d) for c in m.modules())]
-    return blocks[-1]
-
-# %% ../nbs/05_evaluate.ipynb #fd821a86
-def _cam_map(a:torch.Tensor, g:torch.Tensor, net:nn.Module, size) -> torch.Tensor:
-    "Grad-CAM maps (B, H, W) in [0, 1] at `size` from one layer's activations `a` and their gradients `g` (of the network `net`)."
-    if a.dim() == 3:  # ViT tokens (B, N, C): drop class/register tokens, back onto the patch grid
-        n = getattr(net, 'num_prefix_tokens', 1)
-        side = int((a.shape[1] - n) ** 0.5)
-        a, g = (t[:, n:].reshape(t.shape[0], side, side, -1).permute(0, 3, 1, 2) for t in (a, g))
-    cam = F.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True))
-    cam = F.interpolate(cam, size=size, mode='bilinear', align_corners=False)[:, 0]
-    return cam / cam.flatten(1).max(1).values.clamp_min(1e-8)[:, None, None]
-
-def grad_cam(model:nn.Module, x:torch.Tensor, target:int=CLASSES.index('PNEUMONIA')) -> torch.Tensor:
-    "Grad-CAM maps (B, H, W) in [0, 1] for the `target` logit of `model` on the batch `x`; of an `Ensemble`, the mean of its members' maps (each read at its own `cam_layer`, by the ensemble's logit)."
-    nets = list(model.members) if isinstance(model, Ensemble) else [model]
-    layers = [cam_layer(n) for n in nets]
-    with hook_outputs(layers) as acts, hook_outputs(layers, grad=True) as grads, torch.enable_grad(), warnings.catch_warnings():
-        # fastai's gradient hook is torch's older module hook: it gives the output gradient Grad-CAM needs, and a deprecation notice
-        warnings.filterwarnings('ignore', message='Using a non-full backward hook', category=FutureWarning)
-        model.zero_grad()
-        model(x.as_subclass(torch.Tensor))[:, target].sum().backward()
-    cam = torch.stack([_cam_map(a, g[0], n, x.shape[-2:]) for a, g, n in zip(acts.stored, grads.stored, nets)]).mean(0)
-    return cam / cam.flatten(1).max(1).values.clamp_min(1e-8)[:, None, None]
-
 # %% ../nbs/05_evaluate.ipynb #84edc15e
 def pick_cases(preds:pd.DataFrame, threshold:float, per_kind:int=2) -> pd.DataFrame:
     "Up to `per_kind` most confident rows of each outcome (TP, TN, FP, FN), with an `outcome` column."
@@ -150,16 +118,6 @@ def pick_cases(preds:pd.DataFrame, threshold:float, per_kind:int=2) -> pd.DataFr
     outcome = np.select([pos & pred, ~pos & ~pred, ~pos & pred, pos & ~pred], ['TP', 'TN', 'FP', 'FN'], default='')
     d = preds.assign(outcome=outcome, conf=(preds.prob_pneumonia - threshold).abs())
     return pd.concat([d[d.outcome == k].nlargest(per_kind, 'conf') for k in ('TP', 'TN', 'FP', 'FN')]).drop(columns='conf')
-
-# %% ../nbs/05_evaluate.ipynb #f243f0ca
-def cam_figure(images:list, cams, titles:list[str], members:int=1) -> plt.Figure:
-    "Grayscale `images` side by side, each with its Grad-CAM map (in [0, 1]) over it and its title, and one colour bar (which says when the maps are the mean of an ensemble's `members`)."
-    fig, axs = plt.subplots(1, len(images), figsize=(2.6 * len(images) + 0.8, 3.4), squeeze=False)
-    for ax, img, cam, title in zip(axs[0], images, cams, titles):
-        ax.imshow(img.resize(cam.shape[::-1]), cmap='gray'); heat = ax.imshow(cam, cmap='jet', alpha=0.35, vmin=0, vmax=1)
-        ax.axis('off'); ax.set_title(title, fontsize=7)
-    fig.colorbar(heat, ax=axs[0].tolist(), fraction=0.02, pad=0.01, label='Grad-CAM (pneumonia evidence)' + (f', mean of {members} members' if members > 1 else ''))
-    return fig
 
 # %% ../nbs/05_evaluate.ipynb #091d0914
 def wrap_name(name:str, width:int=24) -> list[str]:

@@ -11,7 +11,7 @@ import numpy as np
 from fastcore.script import call_parse
 from prometheus_client.parser import text_string_to_metric_families
 
-from .data import expand_paths
+from .images import expand_paths
 
 # %% auto #0
 __all__ = ['server_usage', 'usage_summary', 'client_load', 'load_test', 'pneumonia_loadtest']

@@ -19,7 +19,8 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import KFold
 
 from .core import apply_temperature, is_pneumonia, progress, resolve_device, sha256_file
-from .data import ImageProblem, expand_paths, find_data_root, read_xray
+from .data import find_data_root
+from .images import ImageProblem, expand_paths, read_xray
 from .models import embedding_layers, load_model, model_outputs, model_pipeline, stored_decision
 
 # %% auto #0

@@ -17,7 +17,7 @@ from fastcore.script import call_parse
 from prometheus_client import CollectorRegistry, Counter, Histogram, write_to_textfile
 
 from .core import decisions_at, free_port, labels_at
-from .data import FILM_MODALITIES, ImageProblem, read_xray
+from .images import FILM_MODALITIES, ImageProblem, read_xray
 from .predict import Detector, cam_overlay
 from .records import RequestLog
 from .sr import NOT_REPORTED, own_series, overlay_sc, report_uids, result_sr

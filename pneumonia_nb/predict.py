@@ -17,8 +17,8 @@ from fastai.torch_core import to_device
 from PIL import Image
 
 from .core import apply_temperature, decisions_at, labels_at, resolve_device, sha256_file, warnings_as_lines
-from .data import ImageProblem, expand_paths, is_dicom, read_dicom, read_xray
-from .evaluate import cam_figure, grad_cam
+from .images import ImageProblem, expand_paths, is_dicom, read_dicom, read_xray
+from .explain import cam_figure, grad_cam
 from .models import load_model, model_outputs, model_pipeline, stored_decision
 from .monitor import Reference
 from .sr import NOT_REPORTED, result_sr
@@ -35,7 +35,7 @@ def input_name(source, i:int) -> str:
 
 # %% ../nbs/11_predict.ipynb #56f2956d
 def film_warnings(img:Image.Image) -> str:
-    "The codes of a DICOM film's warnings (`01_data`: modality, body_part, view, age), comma-separated; '' for none or a plain image."
+    "The codes of a DICOM film's warnings (`01b_images`: modality, body_part, view, age), comma-separated; '' for none or a plain image."
     return ','.join(w['code'] for w in img.info.get('dicom', {}).get('warnings', []))
 
 def _read_inputs(items:list) -> tuple[pd.DataFrame, dict]:

@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, multiprocess
 import pneumonia_nb
 
 from .core import decisions_at, labels_at
-from .data import ImageProblem
+from .images import ImageProblem
 from .monitor import DriftWindow
 from .predict import Detector
 from .records import LOG_NAMES, RequestLog, ServiceMetrics, hashed_name

@@ -96,7 +96,7 @@ def main():
     args = p.parse_args()
     out = Path(args.out)
     if out.exists(): sys.exit(f'serve_ab: {out} already exists; choose another --out.')
-    from pneumonia_nb.data import expand_paths
+    from pneumonia_nb.images import expand_paths
     images = [f.read_bytes() for f in expand_paths([args.images])]
     base = extract(args.base, Path(tempfile.mkdtemp(prefix='serve-ab-')))
     arms = {'A': ('', base), **{a.split('=', 1)[0]: (a.split('=', 1)[1], None) for a in args.arms}}

@@ -72,7 +72,7 @@ def free_port() -> int:
 
 def record(mode:str, out:Path, args) -> dict:
     "Spawn the server under py-spy, load it for `args.seconds` with `args.clients` clients, stop py-spy; the load test's result."
-    from pneumonia_nb.data import expand_paths
+    from pneumonia_nb.images import expand_paths
     from pneumonia_nb.loadtest import load_test
     port, raw = free_port(), out/f'{mode}.txt'
     flags = ['--idle'] if mode == 'oncpu' else ['--gil']

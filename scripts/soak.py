@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import pneumonia_nb
 from pneumonia_nb.core import free_port, shared_data
-from pneumonia_nb.data import expand_paths
+from pneumonia_nb.images import expand_paths
 from pneumonia_nb.loadtest import load_test
 
 def rss_mb(pid:int) -> float:

@@ -6,7 +6,8 @@ from PIL import Image
 import numpy as np
 
 from conftest import run_cli
-from pneumonia_nb.data import subset_images, to_gray8
+from pneumonia_nb.data import subset_images
+from pneumonia_nb.images import to_gray8
 from pneumonia_nb.dataloaders import inference_dataloader, xray_dataloaders
 
 

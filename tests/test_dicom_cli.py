@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import ROOT, run_cli, serving, stored_reports
 from pneumonia_nb.pacs import MODALITY, SERIES_UID, SOP_UID, STUDY_UID, _value
-from pneumonia_nb.data import expand_paths, film_to_dicom
+from pneumonia_nb.images import expand_paths, film_to_dicom
 
 KINDS = ({}, dict(bits=16, monochrome1=True), dict(jpeg=True))   # 12-bit with a window, inverted 16-bit, baseline JPEG: in turn
 PATIENT = ('Test^Film', 'TEST-0001', 'ACC0001', '20230101')     # the made-up patient every written film carries

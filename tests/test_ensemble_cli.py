@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import run_cli, serving, stored_reports
 from pneumonia_nb.core import sha256_file
-from pneumonia_nb.data import expand_paths, film_to_dicom
+from pneumonia_nb.images import expand_paths, film_to_dicom
 from pneumonia_nb.train import TrainConfig, train_run
 
 

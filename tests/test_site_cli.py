@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, run_cli, serving
 from pneumonia_nb.core import sha256_file
-from pneumonia_nb.data import film_to_dicom
+from pneumonia_nb.images import film_to_dicom
 from pneumonia_nb.pacs import film_result
 from pneumonia_nb.sr import result_sr, sr_result
 from pneumonia_nb.predict import Detector

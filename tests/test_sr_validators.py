@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, run_cli
-from pneumonia_nb.data import expand_paths, film_to_dicom
+from pneumonia_nb.images import expand_paths, film_to_dicom
 from pneumonia_nb.pacs import film_result
 from pneumonia_nb.sr import device_uid, result_sr
 from pneumonia_nb.predict import Detector
