@@ -42,7 +42,7 @@ class Batcher:
     def __init__(self, detector:Detector, max_batch:int=32, max_wait:float=0.01, metrics:ServiceMetrics|None=None, lanes:int=1):
         store_attr(); self.queue, self.busy = None, 0
 
-    async def predict(self, films:list) -> tuple:
+    async def submit(self, films:list) -> tuple:
         "`Detector.assess_prepared` of `films` (table, drift-space embeddings), computed together with whatever else is waiting."
         future = asyncio.get_running_loop().create_future()
         await self.queue.put((films, future))

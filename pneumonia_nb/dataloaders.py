@@ -27,10 +27,10 @@ from .data import find_data_root, load_split
 from .images import read_xray, to_gray8
 
 # %% auto #0
-__all__ = ['RESIZE_METHODS', 'XRAY_STATS', 'NORMS', 'BALANCE', 'BACKENDS', 'CACHE_VERSION', 'ReadXray', 'xray_augmentations',
-           'StandardizeEachImage', 'XrayPhotometric', 'xray_batch_tfms', 'xray_datablock', 'class_weights',
-           'xray_dataloaders', 'inference_pipeline', 'inference_dataloader', 'cache_dir', 'cache_key', 'build_cache',
-           'CachedImages', 'CachedDL', 'WeightedCachedDL', 'cached_dataloaders', 'pneumonia_show_batch']
+__all__ = ['RESIZE_METHODS', 'XRAY_STATS', 'NORMS', 'BALANCE', 'IMAGE_BACKENDS', 'CACHE_VERSION', 'ReadXray',
+           'xray_augmentations', 'StandardizeEachImage', 'XrayPhotometric', 'xray_batch_tfms', 'xray_datablock',
+           'class_weights', 'xray_dataloaders', 'inference_pipeline', 'inference_dataloader', 'cache_dir', 'cache_key',
+           'build_cache', 'CachedImages', 'CachedDL', 'WeightedCachedDL', 'cached_dataloaders', 'pneumonia_show_batch']
 
 # %% ../nbs/02_dataloaders.ipynb #4739c8af
 class ReadXray:
@@ -109,7 +109,7 @@ def class_weights(labels) -> torch.Tensor:
     return torch.tensor(compute_class_weight('balanced', classes=np.array(CLASSES), y=labels), dtype=torch.float32)
 
 # %% ../nbs/02_dataloaders.ipynb #5c0e8c7e
-BACKENDS = ('pil', 'cache')
+IMAGE_BACKENDS = ('pil', 'cache')
 
 # %% ../nbs/02_dataloaders.ipynb #85309fa1
 def xray_dataloaders(split, data, size:int=224, bs:int=64, resize_method:str='squish', aug_mult:float=1.0,
@@ -117,7 +117,7 @@ def xray_dataloaders(split, data, size:int=224, bs:int=64, resize_method:str='sq
                      norm:str='dataset', photometric:float=0.0) -> DataLoaders:
     "fastai `DataLoaders` (train, valid) for the split table or CSV `split` over the images under `data`."
     if balance not in BALANCE: raise ValueError(f"balance must be one of {BALANCE}, got {balance!r}")
-    if backend not in BACKENDS: raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend not in IMAGE_BACKENDS: raise ValueError(f"backend must be one of {IMAGE_BACKENDS}, got {backend!r}")
     df = split if isinstance(split, pd.DataFrame) else load_split(split)
     items = df[df.split.isin(['train', 'valid'])].reset_index(drop=True)
     for s in ('train', 'valid'):

@@ -17,9 +17,9 @@ from nbdev.serve import proc_nbs
 from traitlets.config import Config
 
 # %% auto #0
-__all__ = ['HIDE_SOURCE', 'DocsError', 'frontmatter', 'site_url', 'plain_markdown', 'plain_notebook', 'notebook_markdown',
-           'pandoc_slug', 'write_pages', 'mkdocs_config', 'run_mkdocs', 'remote_loads', 'site_from_processed',
-           'check_site_folder', 'readme_text', 'pneumonia_docs']
+__all__ = ['HIDE_SOURCE', 'DocsError', 'frontmatter', 'docs_url', 'plain_markdown', 'plain_notebook', 'notebook_markdown',
+           'pandoc_slug', 'write_pages', 'mkdocs_config', 'run_mkdocs', 'remote_loads', 'docs_from_processed',
+           'check_docs_folder', 'readme_text', 'pneumonia_docs']
 
 # %% ../nbs/15_docs.ipynb #dc059950
 class DocsError(Exception):
@@ -37,7 +37,7 @@ def frontmatter(nb:dict) -> dict:
     return yaml.safe_load(src.strip().strip('-')) or {}
 
 # %% ../nbs/15_docs.ipynb #88a3f205
-def site_url(cfg=None) -> str:
+def docs_url(cfg=None) -> str:
     "Where the site is published: `doc_host` + `doc_baseurl` from `settings.ini`, ending in `/`."
     cfg = cfg or get_config()
     return '/'.join(p for p in (cfg.doc_host.rstrip('/'), cfg.doc_baseurl.strip('/')) if p) + '/'
@@ -113,7 +113,7 @@ def write_pages(proc:Path, src:Path, site:str) -> list[str]:
 def mkdocs_config(pages:list[str], src:Path, out:Path, cfg=None) -> dict:
     "The MkDocs configuration of the site: Material without remote fonts, strict, every link and anchor validated."
     cfg = cfg or get_config()
-    return dict(site_name=cfg.title, site_description=cfg.description, site_url=site_url(cfg),
+    return dict(site_name=cfg.title, site_description=cfg.description, site_url=docs_url(cfg),
                 extra=dict(social=[dict(icon='fontawesome/brands/github', link=cfg.git_url, name='the repository')]),
                 docs_dir=str(src), site_dir=str(out), use_directory_urls=False, strict=True, nav=pages,
                 theme=dict(name='material', font=False, features=['navigation.top', 'search.highlight', 'content.code.copy']),
@@ -165,9 +165,9 @@ def remote_loads(site_dir:Path) -> list[str]:
     return found
 
 # %% ../nbs/15_docs.ipynb #c52b33ab
-def site_from_processed(proc:Path, out:Path, cfg=None) -> Path:
+def docs_from_processed(proc:Path, out:Path, cfg=None) -> Path:
     "The static site in `out` from the processed notebooks in `proc`; `DocsError` on a broken link, missing image or remote load."
-    site = site_url(cfg or get_config())
+    site = docs_url(cfg or get_config())
     with tempfile.TemporaryDirectory() as build:
         src = Path(build)/'docs'; src.mkdir()
         pages = write_pages(proc, src, site)
@@ -176,7 +176,7 @@ def site_from_processed(proc:Path, out:Path, cfg=None) -> Path:
     return Path(out)
 
 # %% ../nbs/15_docs.ipynb #30e47b91
-def check_site_folder(out:Path):
+def check_docs_folder(out:Path):
     "`FileExistsError` unless `out` is absent, empty, or an earlier build (it has MkDocs' `search/search_index.json`)."
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out/'search'/'search_index.json').exists():
@@ -200,13 +200,13 @@ def pneumonia_docs(
     cfg = get_config()
     out = Path(out or cfg.config_path/cfg.doc_path)
     try:
-        check_site_folder(out)
+        check_docs_folder(out)
         print(f"nbdev: processing the notebooks in {cfg.nbs_path} ...", flush=True)
         proc = proc_nbs(cfg.nbs_path, n_workers=n_workers)
         print("MkDocs: building the site (strict) ...", flush=True)
-        site_from_processed(proc, out, cfg)
+        docs_from_processed(proc, out, cfg)
     except (DocsError, FileExistsError) as e: raise SystemExit(f"pneumonia_docs: {e}") from None
     print(f"{out/'index.html'}: {len(list(out.glob('*.html'))) - 1} pages")
     if not no_readme:
-        (cfg.config_path/'README.md').write_text(readme_text(proc, site_url(cfg)))
+        (cfg.config_path/'README.md').write_text(readme_text(proc, docs_url(cfg)))
         print(f"{cfg.config_path/'README.md'} from {cfg.nbs_path/'index.ipynb'}")

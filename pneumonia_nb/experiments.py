@@ -21,7 +21,7 @@ from .tracking import log_to_mlflow, tracking_uri
 from .train import TrainConfig, load_recipe, run_training_notebook
 
 # %% auto #0
-__all__ = ['GRID_KEYS', 'RESOURCES', 'EVAL_KEYS', 'METRICS', 'BACKENDS', 'RAY_RETRIES', 'grid_points', 'point_name',
+__all__ = ['GRID_KEYS', 'RESOURCES', 'EVAL_KEYS', 'METRICS', 'GRID_BACKENDS', 'RAY_RETRIES', 'grid_points', 'point_name',
            'point_config', 'load_grid', 'point_report_path', 'point_state', 'log_point', 'advance_point',
            'log_point_once', 'run_point', 'collect_runs', 'leaderboard', 'leaderboard_markdown', 'leaderboard_plot',
            'write_leaderboard', 'run_grid', 'import_ray', 'ClusterError', 'nodes_not_seeing', 'cluster_problems',
@@ -225,11 +225,11 @@ def write_leaderboard(spec:dict) -> pd.DataFrame:
     return board
 
 # %% ../nbs/06_experiments.ipynb #24f9725e
-BACKENDS = ('local', 'ray')   # the points one after another here, or as Ray tasks on a cluster
+GRID_BACKENDS = ('local', 'ray')   # the points one after another here, or as Ray tasks on a cluster
 
 def run_grid(spec:dict, retry_failed:bool=False, log=print, backend:str='local', address:str|None=None) -> dict:
     "Run every point of `spec` that is not finished (here in order, or on Ray at `address`); write the leaderboard; return the count of each outcome."
-    if backend not in BACKENDS: raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend not in GRID_BACKENDS: raise ValueError(f"backend must be one of {GRID_BACKENDS}, got {backend!r}")
     Path(spec['out']).mkdir(parents=True, exist_ok=True)
     counts = run_points_on_ray(spec, retry_failed, address, log) if backend == 'ray' else _run_points_here(spec, retry_failed, log)
     write_leaderboard(spec)
@@ -318,7 +318,7 @@ def pneumonia_experiments(
     matplotlib.use('Agg')
     try:
         spec = load_grid(grid, out=out, data=data, mlflow=False if no_mlflow else None)
-        if backend not in BACKENDS: raise ValueError(f"--backend must be one of {BACKENDS}, got {backend!r}")
+        if backend not in GRID_BACKENDS: raise ValueError(f"--backend must be one of {GRID_BACKENDS}, got {backend!r}")
         if backend == 'ray': import_ray()
         counts = run_grid(spec, retry_failed, log=lambda s: print(s, flush=True), backend=backend, address=address)
     except (FileNotFoundError, ValueError, ImportError, ClusterError) as e: raise SystemExit(f"pneumonia_experiments: {e}") from None

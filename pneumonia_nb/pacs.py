@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from fastcore.script import call_parse
 from prometheus_client import CollectorRegistry, Counter, Histogram, write_to_textfile
 
-from .core import decisions_at, free_port, labels_at
+from .core import free_port
 from .images import FILM_MODALITIES, ImageProblem, read_xray
 from .predict import Detector, cam_overlay
 from .records import RequestLog
@@ -37,8 +37,8 @@ def film_result(detector:Detector, film:pydicom.Dataset) -> dict:
     if stop := [w for w in warned if w['code'] in NOT_REPORTED]: return dict(outcome='skipped', code=stop[0]['code'], reason=stop[0]['detail'])
     a = detector.assess([img])[0].iloc[0]
     p, guarded, codes_ = float(a.prob_pneumonia), a.in_distribution is not None, [w['code'] for w in warned]
-    decision = str(decisions_at([p], detector.threshold, detector.triage, [a.in_distribution], [codes_])[0])
-    return dict(outcome='reported', decision=decision, label=str(labels_at([p], detector.threshold)[0]), prob_pneumonia=round(p, 6), threshold=detector.threshold,
+    label, decision = (str(x[0]) for x in detector.decide([p], [a.in_distribution], [codes_]))
+    return dict(outcome='reported', decision=decision, label=label, prob_pneumonia=round(p, 6), threshold=detector.threshold,
                 in_distribution=bool(a.in_distribution) if guarded else None, warnings=[w['code'] for w in warned])
 
 # %% ../nbs/14_pacs.ipynb #3b084205

@@ -90,6 +90,12 @@ def assess(self:Detector, images:list[Image.Image], bs:int=32) -> tuple[pd.DataF
     "`assess_prepared` of decoded grayscale `images`."
     return self.assess_prepared([self.prepare(im) for im in images], bs)
 
+# %% ../nbs/11_predict.ipynb #44583b79
+@patch
+def decide(self:Detector, probs, in_distribution=None, warnings=None) -> tuple[np.ndarray, np.ndarray]:
+    "The label (at the stored threshold) and the decision (`core.decisions_at`: the triage, REFER where unsafe) of each calibrated probability."
+    return labels_at(probs, self.threshold), decisions_at(probs, self.threshold, self.triage, in_distribution, warnings)
+
 # %% ../nbs/11_predict.ipynb #6137b07f
 @patch
 def predict(self:Detector, images, bs:int=32) -> pd.DataFrame:
@@ -99,8 +105,8 @@ def predict(self:Detector, images, bs:int=32) -> pd.DataFrame:
     if good:
         cols = ['prob_pneumonia', 'ood_score', 'in_distribution']
         df.loc[list(good), cols] = self.assess(list(good.values()), bs)[0][cols].to_numpy(dtype=object)
-    df['label'] = np.where(df.prob_pneumonia.isna(), None, labels_at(df.prob_pneumonia.fillna(0), self.threshold))
-    df['decision'] = np.where(df.prob_pneumonia.isna(), None, decisions_at(df.prob_pneumonia.fillna(0), self.threshold, self.triage, df.in_distribution, df.warnings))
+    labels, decisions = self.decide(df.prob_pneumonia.fillna(0), df.in_distribution, df.warnings)
+    df['label'], df['decision'] = np.where(df.prob_pneumonia.isna(), None, labels), np.where(df.prob_pneumonia.isna(), None, decisions)
     return df.assign(threshold=self.threshold, model=self.model_id).astype({'prob_pneumonia': float, 'ood_score': float})[
         ['path', 'prob_pneumonia', 'label', 'decision', 'in_distribution', 'ood_score', 'threshold', 'model', 'warnings', 'problem']]
 

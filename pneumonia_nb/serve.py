@@ -25,7 +25,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, multiprocess
 
 import pneumonia_nb
 
-from .core import decisions_at, labels_at
 from .images import ImageProblem
 from .monitor import DriftWindow
 from .predict import Detector
@@ -97,7 +96,7 @@ async def start(self:Service):
     self.window = DriftWindow(det.reference, self.window_size, self.min_window) if det.reference else None
     self.worker = asyncio.create_task(self.batcher.run())
     await asyncio.sleep(0)                                        # let the worker create its queue
-    await self.batcher.predict([det.prepare(Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256), dtype=np.uint8)))])
+    await self.batcher.submit([det.prepare(Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256), dtype=np.uint8)))])
     card = Path(self.model_dir)/'card.json'
     self.card = card.read_json() if card.is_file() else {**det.spec, 'threshold': {'value': det.threshold}, 'temperature': det.temperature}
     self.metrics.model_info.labels(det.model_id, det.spec['arch'], f'{det.threshold:.4f}').set(1)
@@ -183,7 +182,7 @@ async def assess(self:Service, contents:list[bytes]) -> tuple[list, list, np.nda
     loop, prepare = asyncio.get_running_loop(), self.detector.prepare
     decoded = await asyncio.gather(*(loop.run_in_executor(self.decoder, decode, c, prepare) for c in contents))
     good = [x for _, _, x, problem in decoded if problem is None]
-    table, proj = await self.batcher.predict(good) if good else (None, None)
+    table, proj = await self.batcher.submit(good) if good else (None, None)
     return decoded, table.to_dict('records') if good else [], proj
 
 # %% ../nbs/12_serve.ipynb #d56cb8b2
@@ -195,8 +194,8 @@ def answer(self:Service, name:str, size:int, stats:dict|None, problem:ImageProbl
         self.metrics.rejected.labels(problem.code.value).inc()
         return dict(r, problem=str(problem), problem_code=problem.code.value)
     p, guarded = float(a['prob_pneumonia']), a['in_distribution'] is not None
-    label, codes = str(labels_at([p], self.detector.threshold)[0]), [w['code'] for w in (dicom or {}).get('warnings', [])]
-    decision = str(decisions_at([p], self.detector.threshold, self.detector.triage, [a['in_distribution']], [codes])[0])
+    codes = [w['code'] for w in (dicom or {}).get('warnings', [])]
+    label, decision = (str(x[0]) for x in self.detector.decide([p], [a['in_distribution']], [codes]))
     self.metrics.predictions.labels(label).inc(); self.metrics.decisions.labels(decision).inc(); self.metrics.probability.observe(p)
     if guarded and not a['in_distribution']: self.metrics.out_of_distribution.inc()
     for w in (dicom or {}).get('warnings', []): self.metrics.warnings.labels(w['code']).inc()

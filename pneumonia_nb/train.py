@@ -24,7 +24,7 @@ from timm.utils import ModelEmaV3
 import yaml
 
 from .data import find_data_root, load_split, make_split, save_split
-from .dataloaders import BACKENDS, BALANCE, NORMS, RESIZE_METHODS, XRAY_STATS, class_weights, xray_dataloaders
+from .dataloaders import IMAGE_BACKENDS, BALANCE, NORMS, RESIZE_METHODS, XRAY_STATS, class_weights, xray_dataloaders
 from .models import check_arch, create_model, save_model_files
 from .tracking import log_to_mlflow, tracking_uri
 
@@ -72,7 +72,7 @@ class TrainConfig:
     recipe:str|None = None           # recipe whose values are the defaults (configs/recipes/NAME.yaml, or a YAML file)
 
     def __post_init__(self):
-        for k, ok in (('balance', BALANCE), ('resize_method', tuple(RESIZE_METHODS)), ('device', DEVICES), ('backend', BACKENDS), ('norm', NORMS), ('mixup', MIXES)):
+        for k, ok in (('balance', BALANCE), ('resize_method', tuple(RESIZE_METHODS)), ('device', DEVICES), ('backend', IMAGE_BACKENDS), ('norm', NORMS), ('mixup', MIXES)):
             if getattr(self, k) not in ok: raise ValueError(f"{k} must be one of {ok}, got {getattr(self, k)!r}")
         if self.epochs < 1 or self.bs < 1 or self.img_size < 16: raise ValueError(f"epochs, bs must be >= 1 and img_size >= 16: {self}")
         if not (0 <= self.ema < 1 and 0 <= self.aspect_jitter < 1 and 0 <= self.photometric <= 1):

@@ -7,20 +7,20 @@
 # needs beyond the README's set (`bash ../shared/device/fetch_wheels.sh .whl tabulate==0.10.0 accelerate==1.16.0`: the
 # leaderboard's Markdown, and what fastai.distributed imports), copy the data into .data/, carry both, and run from the
 # project root:
-#   OUT=$OUT bash scripts/gpu_check.sh            # defaults: DATA=.data/chest_xray_224 DEVICE=cuda GRID=configs/compare.yaml
+#   OUT=$OUT bash scripts/gpu_check.sh            # defaults: DATA=.data/chest_xray_224 DEVICE=cuda GRID=configs/studies/compare.yaml
 # One device command may run 10 minutes at most: STEPS picks the parts, so the work can be split over two calls
 # (the same OUT folder name each time; each call's $OUT comes back separately), e.g. STEPS="bench recipe", then STEPS=grid.
 # Before a device session, rehearse it on the CPU in a Python holding only what that machine has (about 3 minutes):
 #   .venv/bin/python scripts/rehearse_gpu_machine.py tabulate==0.10.0 accelerate==1.16.0
 # CPU dry run on tiny data in the project's own venv (tests/test_gpu_script.py runs one):
-#   DEVICE=cpu DATA=../shared/data/chest_xray_sample GRID=configs/compare_tiny.yaml ARCHS=cnn \
+#   DEVICE=cpu DATA=../shared/data/chest_xray_sample GRID=configs/studies/compare_tiny.yaml ARCHS=cnn \
 #   BENCH_ARGS="--img_size 64 --n_train 64 --epochs 1 --steps 2 --bs 32" RECIPE_ARGS="--arch cnn --epochs 1 --img_size 64 --bs 32" \
 #   OUT=/tmp/gpu-dry-run bash scripts/gpu_check.sh
 set -euo pipefail
 OUT=${OUT:-reports/gpu/$(date +%F)}
 DATA=${DATA:-.data/chest_xray_224}
 DEVICE=${DEVICE:-cuda}
-GRID=${GRID:-configs/compare.yaml}
+GRID=${GRID:-configs/studies/compare.yaml}
 ARCHS=${ARCHS:-resnet18 vit_tiny_patch16_224 cnn cnn_deep}
 BENCH_ARGS=${BENCH_ARGS:-}
 RECIPE_ARGS=${RECIPE_ARGS:-}

@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 MACHINE = ['torch', 'torchvision', 'timm', 'numpy', 'pandas', 'scikit-learn', 'matplotlib', 'pillow', 'requests', 'rich', 'attrs', 'pygments']
-DRY_RUN = dict(DEVICE='cpu', ARCHS='cnn', GRID='configs/compare_tiny.yaml',
+DRY_RUN = dict(DEVICE='cpu', ARCHS='cnn', GRID='configs/studies/compare_tiny.yaml',
                BENCH_ARGS='--img_size 64 --n_train 64 --epochs 1 --steps 2 --bs 32 --fastai_bs 32 --num_workers 0',
                RECIPE_ARGS='--arch cnn --epochs 1 --img_size 64 --bs 32 --backend pil')
 

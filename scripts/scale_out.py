@@ -8,7 +8,7 @@
    epochs (history.csv: training and validation), beside the whole run's `wall_seconds` from config.json (split,
    loaders, the decoded-image cache, the final predictions; papermill's or torchrun's start-up left out), and the
    validation ROC-AUC. The 1-process run goes first and fills the cache if it is cold.
-2. The tiny grid (configs/compare_tiny.yaml: 4 points) one point after another, then on a one-machine Ray instance
+2. The tiny grid (configs/studies/compare_tiny.yaml: 4 points) one point after another, then on a one-machine Ray instance
    with 2 points at a time (`--backend ray`); the figure is the command's wall time, start-up included.
 Runs go to a temporary folder; only the report is kept.
 """
@@ -45,7 +45,7 @@ def training(data, recipe:str, epochs:int, tmp:Path) -> list[dict]:
 def grids(sample, tmp:Path) -> list[dict]:
     rows = []
     for backend in ('local', 'ray'):
-        secs, _ = timed('pneumonia_experiments', ROOT/'configs'/'compare_tiny.yaml', '--data', sample, '--out', tmp/backend, '--no_mlflow', '--backend', backend)
+        secs, _ = timed('pneumonia_experiments', ROOT/'configs'/'studies'/'compare_tiny.yaml', '--data', sample, '--out', tmp/backend, '--no_mlflow', '--backend', backend)
         rows.append(dict(backend=backend, points=4, wall_seconds=round(secs, 1)))
         print(rows[-1], flush=True)
     return rows
@@ -62,7 +62,7 @@ def main(data:str=None, # Training data for the DDP figure (default: ../shared/d
     report = dict(host=platform.node(), cores=os.cpu_count(), commit=git_state(), when=time.strftime('%Y-%m-%d %H:%M'))
     with tempfile.TemporaryDirectory() as tmp:
         if not skip_training: report['training'] = dict(recipe=recipe, epochs=epochs, data=str(data), runs=training(data, recipe, epochs, Path(tmp)))
-        if not skip_grid: report['grid'] = dict(file='configs/compare_tiny.yaml', data=str(shared/'chest_xray_sample'), runs=grids(shared/'chest_xray_sample', Path(tmp)))
+        if not skip_grid: report['grid'] = dict(file='configs/studies/compare_tiny.yaml', data=str(shared/'chest_xray_sample'), runs=grids(shared/'chest_xray_sample', Path(tmp)))
     for part, key in (('training', 'processes'), ('grid', 'backend')):
         if part in report:
             a, b = report[part]['runs']

@@ -1,9 +1,9 @@
 """Issue 19, item 4: score the site-study runs on validation and on the site films, and write the study table.
 
-    .venv/bin/python scripts/site_study.py [--runs runs] [--site ../shared/data/chest_xray_site] [--out configs/recipes/site_study.csv]
+    .venv/bin/python scripts/site_study.py [--runs runs] [--site ../shared/data/chest_xray_site] [--out configs/studies/site_study.csv]
     .venv/bin/python scripts/site_study.py --add 'new default (12 epochs, valid sensitivity:0.95)=models/default' --rule sensitivity:0.95
 
-Reads the runs of configs/recipes/site_study.yaml and site_study_seeds.yaml (train them first with
+Reads the runs of configs/studies/site_study.yaml and site_study_seeds.yaml (train them first with
 pneumonia_experiments) and models/default (the shipped 12-epoch recipe). Each row is one model, or an ensemble
 (probabilities averaged), scored by `pneumonia_nb.site.transfer_report`: validation at the decision the row's rule
 picks there, the site films as shipped (ROC-AUC, accuracy, sensitivity, specificity) and with a site decision
@@ -19,7 +19,7 @@ from fastcore.script import call_parse
 
 from pneumonia_nb.site import transfer_report
 
-VARIANTS = tuple(yaml.safe_load((Path(__file__).parent.parent/'configs'/'recipes'/'site_study.yaml').read_text())['variants'])   # the grid's own list
+VARIANTS = tuple(yaml.safe_load((Path(__file__).parent.parent/'configs'/'studies'/'site_study.yaml').read_text())['variants'])   # the grid's own list
 
 def study_rows(runs:Path) -> dict:
     "Row name -> (model folders, validation rule), for every finished run of the two study grids."
@@ -48,7 +48,7 @@ def minutes(dirs) -> float:
 @call_parse
 def main(runs:str='runs', # Folder holding site_study/ and site_study_seeds/
          site:str='../shared/data/chest_xray_site', # The site's labelled films (they choose)
-         out:str='configs/recipes/site_study.csv', # Table to write (with --add: to add a row to)
+         out:str='configs/studies/site_study.csv', # Table to write (with --add: to add a row to)
          n_boot:int=1000, # Bootstrap resamples of each interval
          add:str=None, # 'NAME=DIR[,DIR...]': score only these model folders (an ensemble if several) and add the row to --out
          rule:str='youden'): # With --add: the validation threshold rule of that row (the model's own, e.g. sensitivity:0.95)

@@ -11,7 +11,7 @@ POINTS = ['cnn-seed0', 'cnn-seed1', 'resnet18-seed0', 'resnet18-seed1']
 
 
 def grid_args(shared, out, *extra):
-    return [str(BIN/'pneumonia_experiments'), str(ROOT/'configs'/'compare_tiny.yaml'), '--data', str(shared/'chest_xray_sample'), '--out', str(out), *extra]
+    return [str(BIN/'pneumonia_experiments'), str(ROOT/'configs'/'studies'/'compare_tiny.yaml'), '--data', str(shared/'chest_xray_sample'), '--out', str(out), *extra]
 
 
 def kill_after_first_point(args, first):
