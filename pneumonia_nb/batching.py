@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio, io, warnings
 from concurrent.futures import ThreadPoolExecutor
 
-from fastcore.basics import store_attr
+from fastcore.basics import patch, store_attr
 from PIL import Image
 
 from .images import ImageProblem, is_dicom, read_dicom, read_xray
@@ -48,37 +48,43 @@ class Batcher:
         await self.queue.put((films, future))
         return await future
 
-    async def gather(self) -> list[tuple]:
-        "The next batch's requests: the first to come, all that wait behind it, and (while another lane is busy) what comes within `max_wait`."
-        waiting, loop = [await self.queue.get()], asyncio.get_running_loop()
-        n, deadline = len(waiting[0][0]), loop.time() + self.max_wait
-        while n < self.max_batch:
-            if self.queue.empty():
-                if not self.busy or (left := deadline - loop.time()) <= 0: break
-                try: waiting.append(await asyncio.wait_for(self.queue.get(), left))
-                except asyncio.TimeoutError: break
-            else: waiting.append(self.queue.get_nowait())
-            n += len(waiting[-1][0])
-        return waiting
+# %% ../nbs/11b_batching.ipynb #e6bca934
+@patch
+async def gather(self:Batcher) -> list[tuple]:
+    "The next batch's requests: the first to come, all that wait behind it, and (while another lane is busy) what comes within `max_wait`."
+    waiting, loop = [await self.queue.get()], asyncio.get_running_loop()
+    n, deadline = len(waiting[0][0]), loop.time() + self.max_wait
+    while n < self.max_batch:
+        if self.queue.empty():
+            if not self.busy or (left := deadline - loop.time()) <= 0: break
+            try: waiting.append(await asyncio.wait_for(self.queue.get(), left))
+            except asyncio.TimeoutError: break
+        else: waiting.append(self.queue.get_nowait())
+        n += len(waiting[-1][0])
+    return waiting
 
-    async def lane(self, pool:ThreadPoolExecutor):
-        "One lane: forever gather a batch, predict it in the lane's thread, hand each request its share."
-        while True:
-            waiting = await self.gather()
-            films = [x for xs, _ in waiting for x in xs]
-            self.busy += 1
-            try: table, proj = await asyncio.get_running_loop().run_in_executor(pool, self.detector.assess_prepared, films, self.max_batch)
-            except Exception as e:
-                for _, f in waiting: f.set_exception(e)
-                continue
-            finally: self.busy -= 1
-            if self.metrics: self.metrics.batch.observe(len(films))
-            start = 0
-            for xs, f in waiting:
-                f.set_result((table.iloc[start:start + len(xs)], None if proj is None else proj[start:start + len(xs)])); start += len(xs)
+# %% ../nbs/11b_batching.ipynb #97a02735
+@patch
+async def lane(self:Batcher, pool:ThreadPoolExecutor):
+    "One lane: forever gather a batch, predict it in the lane's thread, hand each request its share."
+    while True:
+        waiting = await self.gather()
+        films = [x for xs, _ in waiting for x in xs]
+        self.busy += 1
+        try: table, proj = await asyncio.get_running_loop().run_in_executor(pool, self.detector.assess_prepared, films, self.max_batch)
+        except Exception as e:
+            for _, f in waiting: f.set_exception(e)
+            continue
+        finally: self.busy -= 1
+        if self.metrics: self.metrics.batch.observe(len(films))
+        start = 0
+        for xs, f in waiting:
+            f.set_result((table.iloc[start:start + len(xs)], None if proj is None else proj[start:start + len(xs)])); start += len(xs)
 
-    async def run(self):
-        "The lanes, until cancelled."
-        self.queue = asyncio.Queue()
-        with ThreadPoolExecutor(self.lanes, thread_name_prefix='pneumonia-model') as pool:
-            await asyncio.gather(*(self.lane(pool) for _ in range(self.lanes)))
+# %% ../nbs/11b_batching.ipynb #5202c53b
+@patch
+async def run(self:Batcher):
+    "The lanes, until cancelled."
+    self.queue = asyncio.Queue()
+    with ThreadPoolExecutor(self.lanes, thread_name_prefix='pneumonia-model') as pool:
+        await asyncio.gather(*(self.lane(pool) for _ in range(self.lanes)))

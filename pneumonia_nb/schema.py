@@ -47,6 +47,7 @@ class PredictResponse(BaseModel):
     model: ServedModel
     results: list[Prediction]
 
+# %% ../nbs/11c_schema.ipynb #ff4b0b25
 REFUSALS = {400: 'the body is not valid multipart form data', 401: 'no or a wrong API key', 404: 'no reference profile to monitor with', 413: 'body or pixels over the limit',
             422: 'the request does not match the schema (no files, an empty file, more files than maxItems)', 503: 'the model is still loading'}
 

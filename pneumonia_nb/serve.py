@@ -24,6 +24,7 @@ from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, multiprocess
 
 import pneumonia_nb
+from .core import options_from
 
 from .images import ImageProblem
 from .monitor import DriftWindow
@@ -31,6 +32,7 @@ from .predict import Detector
 from .records import LOG_NAMES, RequestLog, ServiceMetrics, hashed_name
 from .batching import Batcher, decode, header_pixels
 from .schema import PredictResponse, refusals
+from .settings import SERVE_ENV, ServeSettings
 
 # %% auto #0
 __all__ = ['HTTP_CODES', 'BEARER', 'Film', 'M_ARENA_MAX', 'BodyLimit', 'ServiceError', 'Service', 'read_api_keys',
@@ -348,48 +350,24 @@ def limit_malloc_arenas(arenas:int=2) -> bool:
 
 # %% ../nbs/12_serve.ipynb #aa63fb18
 @call_parse
-def pneumonia_serve(
-    model:str=os.environ.get('PNEUMONIA_MODEL', 'models/default'), # Model folder (env PNEUMONIA_MODEL)
-    host:str=os.environ.get('PNEUMONIA_HOST', '127.0.0.1'), # Address to listen on (env PNEUMONIA_HOST)
-    port:int=int(os.environ.get('PNEUMONIA_PORT', 8000)), # Port (env PNEUMONIA_PORT)
-    max_body_mb:float=float(os.environ.get('PNEUMONIA_MAX_BODY_MB', 20)), # Largest request body in MB (env PNEUMONIA_MAX_BODY_MB)
-    max_files:int=int(os.environ.get('PNEUMONIA_MAX_FILES', 16)), # Most images in one request (env PNEUMONIA_MAX_FILES)
-    max_megapixels:float=float(os.environ.get('PNEUMONIA_MAX_MEGAPIXELS', 160)), # Most pixels, in millions, the images of one request may declare (env PNEUMONIA_MAX_MEGAPIXELS)
-    max_batch:int=32, # Most images in one model call
-    max_wait_ms:float=10, # Longest wait for more films to batch with while another lane is busy, in ms
-    lanes:int=int(os.environ.get('PNEUMONIA_LANES', 1)), # Model calls that may run at once, each on cores / lanes threads (env PNEUMONIA_LANES)
-    log:str=os.environ.get('PNEUMONIA_LOG', 'logs/requests.jsonl'), # JSON-lines request log ('' for none; env PNEUMONIA_LOG)
-    log_images:str=None, # Folder to keep every uploaded image in (off by default: images are private)
-    device:str='auto', # auto, cpu or cuda
-    window:int=int(os.environ.get('PNEUMONIA_MONITOR_WINDOW', 200)), # Images in the rolling monitoring window (env PNEUMONIA_MONITOR_WINDOW)
-    log_max_mb:float=float(os.environ.get('PNEUMONIA_LOG_MAX_MB', 100)), # Rotate the request log past this many MB (env PNEUMONIA_LOG_MAX_MB)
-    log_keep:int=int(os.environ.get('PNEUMONIA_LOG_KEEP', 5)), # Rotated request logs to keep (env PNEUMONIA_LOG_KEEP)
-    log_names:str=os.environ.get('PNEUMONIA_LOG_NAMES', 'hashed'), # Client file names in the log: hashed (salt: env PNEUMONIA_LOG_SALT) or raw
-    log_embeddings:bool=False, # Also log each film's 32 drift-space coordinates (image-derived): pneumonia_drift --log then tests embeddings too
-    api_keys_file:str=None, # File of API keys, one per line, each at least 16 characters (with env PNEUMONIA_API_KEYS, comma-separated); none: no authentication
-    open_metrics:bool=False, # Answer /metrics without an API key (a scraper on a trusted network)
-    ssl_certfile:str=None, # TLS certificate (PEM): serve HTTPS
-    ssl_keyfile:str=None, # TLS private key (PEM)
-    workers:int=int(os.environ.get('PNEUMONIA_WORKERS', 1)), # Server processes (uvicorn workers; env PNEUMONIA_WORKERS): /metrics sums them, each keeps its own monitoring window and log file
-):
+@options_from(ServeSettings, SERVE_ENV, flags=True)
+def pneumonia_serve(**options):
     "Serve a model over HTTP: POST /predict, GET /health /ready /model /metrics /monitor, OpenAPI at /docs."
     import uvicorn
-    if not (Path(model)/'model.json').is_file(): raise SystemExit(f"pneumonia_serve: {model} is not a model folder: no model.json (train and promote one, or pass --model).")
-    if bool(ssl_certfile) != bool(ssl_keyfile): raise SystemExit("pneumonia_serve: --ssl_certfile and --ssl_keyfile go together.")
-    if workers < 1 or lanes < 1: raise SystemExit(f"pneumonia_serve: --workers and --lanes must be 1 or more, got {workers} and {lanes}.")
-    try: keys = read_api_keys(api_keys_file, os.environ.get('PNEUMONIA_API_KEYS'))
+    try: s = ServeSettings.from_env(**options)
+    except (TypeError, ValueError) as e: raise SystemExit(f"pneumonia_serve: {e}") from None
+    if not (Path(s.model)/'model.json').is_file():
+        raise SystemExit(f"pneumonia_serve: {s.model} is not a model folder: no model.json (train and promote one, or pass --model).")
+    try: keys = read_api_keys(s.api_keys_file, os.environ.get('PNEUMONIA_API_KEYS'))
     except (OSError, ValueError) as e: raise SystemExit(f"pneumonia_serve: API keys: {e}") from None
-    settings = dict(model_dir=model, max_body_mb=max_body_mb, max_files=max_files, max_batch=max_batch, max_wait_ms=max_wait_ms, log_path=log or None,
-                    log_images=log_images, device=device, window=window, log_max_mb=log_max_mb, log_keep=log_keep, log_names=log_names,
-                    api_keys=keys, open_metrics=open_metrics, log_embeddings=log_embeddings, url=f"{'https' if ssl_certfile else 'http'}://{host}:{port}", max_megapixels=max_megapixels,
-                    lanes=lanes)
+    settings = s.service(keys)
     limit_malloc_arenas()
-    tls = dict(host=host, port=port, log_level='warning', ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
-    if workers == 1:
+    tls = dict(host=s.host, port=s.port, log_level='warning', ssl_certfile=s.ssl_certfile, ssl_keyfile=s.ssl_keyfile)
+    if s.workers == 1:
         import torch
-        torch.set_num_threads(model_threads(1, lanes))
+        torch.set_num_threads(model_threads(1, s.lanes))
         return uvicorn.run(create_app(**settings), **tls)
-    os.environ['PNEUMONIA_APP_SETTINGS'], os.environ['PNEUMONIA_WORKERS'] = json.dumps(settings), str(workers)   # what each worker process builds its app from
+    os.environ['PNEUMONIA_APP_SETTINGS'], os.environ['PNEUMONIA_WORKERS'] = json.dumps(settings), str(s.workers)   # what each worker process builds its app from
     os.environ.setdefault('PROMETHEUS_MULTIPROC_DIR', tempfile.mkdtemp(prefix='pneumonia-metrics-'))   # fresh per start, as prometheus-client requires
     # a worker imports torch and loads the model before it answers uvicorn's health check: 5 s (the default) restarts it forever on a busy machine
-    uvicorn.run('pneumonia_nb.serve:app_from_env', factory=True, workers=workers, timeout_worker_healthcheck=120, **tls)
+    uvicorn.run('pneumonia_nb.serve:app_from_env', factory=True, workers=s.workers, timeout_worker_healthcheck=120, **tls)

@@ -4,21 +4,20 @@
 
 # %% ../nbs/04_train.ipynb #4a67b4b2
 from __future__ import annotations
-import contextlib, dataclasses, datetime, hashlib, importlib.resources, inspect, json, os, shutil, subprocess, sys, time
+import contextlib, dataclasses, datetime, hashlib, importlib.resources, json, os, shutil, subprocess, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from .core import CLASSES, DEVICES, apply_temperature, check_rule, decision_rule, record_failure, resolve_device, run_environment, sha256_file
+from .core import CLASSES, DEVICES, apply_temperature, check_rule, decision_rule, options_from, record_failure, resolve_device, run_environment, sha256_file
 from fastai.vision.all import (Callback, Learner, CrossEntropyLossFlat, MixUp, CutMix, RocAucBinary, SaveModelCallback, CSVLogger, accuracy,
                                ProgressCallback, distrib_barrier, find_bs, noop, num_distrib,
                                rank_distrib, skm_to_fastai, set_seed, to_detach)
 from fastai.distributed import DistributedDL, teardown_distrib
 from fastcore.basics import patch, store_attr
-from fastcore.docments import docments
-from fastcore.script import Param, call_parse, str2bool
+from fastcore.script import call_parse
 from sklearn.metrics import recall_score
 from timm.utils import ModelEmaV3
 import yaml
@@ -29,18 +28,18 @@ from .models import check_arch, create_model, save_model_files
 from .tracking import log_to_mlflow, tracking_uri
 
 # %% auto #0
-__all__ = ['MIXES', 'RUN_FILES', 'TRAIN_NOTEBOOK', 'KERNEL_TRIES', 'RECIPES', 'TrainConfig', 'split_table', 'build_learner',
-           'EMA', 'training_callbacks', 'kept_epoch', 'TerminalProgress', 'validation_predictions',
+__all__ = ['MIXES', 'RUN_FILES', 'TRAIN_NOTEBOOK', 'KERNEL_TRIES', 'RECIPES', 'config_options', 'TrainConfig', 'split_table',
+           'build_learner', 'EMA', 'training_callbacks', 'kept_epoch', 'TerminalProgress', 'validation_predictions',
            'join_process_group', 'from_rank0', 'gather_records', 'RankLedger', 'launch_processes', 'train_run',
-           'new_run_dir', 'KernelStartError', 'run_training_notebook', 'load_recipe', 'config_options', 'config_from',
-           'pneumonia_train']
+           'new_run_dir', 'KernelStartError', 'run_training_notebook', 'load_recipe', 'config_from', 'pneumonia_train']
 
 # %% ../nbs/04_train.ipynb #4ec78089
 def _absolute(p): return str(Path(p).expanduser().resolve()) if p else p
 
-# %% ../nbs/04_train.ipynb #9242ef46
+# %% ../nbs/04_train.ipynb #69f3c8f1
 MIXES = ('none', 'mixup', 'cutmix')   # training-batch mixing (fastai's MixUp and CutMix callbacks)
 
+# %% ../nbs/04_train.ipynb #9242ef46
 @dataclass
 class TrainConfig:
     "Everything that decides the outcome of one training run."
@@ -323,19 +322,8 @@ def load_recipe(name:str) -> dict:
     if bad := sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)}): raise ValueError(f"{path}: unknown training parameter(s) {bad}")
     return {**values, 'recipe': path.stem}
 
-# %% ../nbs/04_train.ipynb #30618cbd
-def _bool_or_file(v:str): return v if Path(v).suffix else str2bool(v)
-_TYPES = {'int': int, 'float': float, 'bool': str2bool, 'bool | str': _bool_or_file}
-
 # %% ../nbs/04_train.ipynb #9425b621
-def config_options(func):
-    "Give `func` (which takes `**config`) one keyword option per `TrainConfig` field before its own, for `call_parse`."
-    fields = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                annotation=Param(f"{d['docment']} (default: {d['default']})", _TYPES.get(d['anno'], str)))
-              for n, d in docments(TrainConfig, full=True).items() if n != 'return']
-    own = [p.replace(kind=p.KEYWORD_ONLY) for p in inspect.signature(func).parameters.values() if p.kind != p.VAR_KEYWORD]
-    func.__signature__ = inspect.Signature(fields + own)
-    return func
+config_options = options_from(TrainConfig)   # pneumonia_train's options: one per field, its comment the help
 
 # %% ../nbs/04_train.ipynb #a5c5ba49
 def config_from(recipe:str|None=None, **options) -> TrainConfig:

@@ -265,3 +265,12 @@ def test_two_workers_count_every_request_once(run, shared, tmp_path):
     assert served(text, 'pneumonia_request_seconds_count', endpoint='/predict') == 48   # histograms are summed too
     per_worker = [len(p.read_text().splitlines()) for p in sorted(tmp_path.glob('requests.*.jsonl'))]
     assert len(per_worker) == 2 and sum(per_worker) == 48, per_worker   # one log per process, every request in one of them
+
+
+def test_a_malformed_environment_variable_is_the_command_s_error_not_an_import_failure():
+    "Issue 34: `ServeSettings` reads the environment when `pneumonia_serve` runs, not when `pneumonia_nb.serve` is imported."
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'PNEUMONIA_PORT': 'eighty'}
+    imported = subprocess.run([str(BIN/'python'), '-c', 'import pneumonia_nb.serve, pneumonia_nb.pacs'], env=env, capture_output=True, text=True)
+    assert imported.returncode == 0, imported.stderr
+    proc = subprocess.run([str(BIN/'pneumonia_serve')], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode != 0 and proc.stderr.strip() == "pneumonia_serve: PNEUMONIA_PORT='eighty' is not a valid int", proc.stderr
