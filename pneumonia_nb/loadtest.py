@@ -14,18 +14,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from .images import expand_paths
 
 # %% auto #0
-__all__ = ['server_usage', 'usage_summary', 'client_load', 'load_test', 'pneumonia_loadtest']
+__all__ = ['server_usage', 'usage_summary', 'predict_one', 'client_load', 'load_test', 'pneumonia_loadtest']
 
 # %% ../nbs/12a_loadtest.ipynb #d5b28043
-async def server_usage(http) -> dict|None:
-    "The server's CPU seconds and resident MB now, from its `/metrics` (prometheus-client's process collector); None where it does not say."
-    import httpx
-    try: r = await http.get('/metrics')
-    except httpx.HTTPError: return None
-    if r.status_code != 200: return None
-    s = {x.name: x.value for f in text_string_to_metric_families(r.text) for x in f.samples}
-    if 'process_cpu_seconds_total' not in s: return None
-    return dict(t=time.perf_counter(), cpu_s=s['process_cpu_seconds_total'], rss_mb=s['process_resident_memory_bytes'] / 2**20)
+async def server_usage(http, url:str) -> dict|None:
+    "The server's CPU seconds and resident MB now (all its processes), from its `/metrics`; None where it does not say."
+    import aiohttp
+    try:
+        async with http.get(f'{url}/metrics') as r: text = await r.text() if r.status == 200 else ''
+    except (aiohttp.ClientError, asyncio.TimeoutError): return None
+    s = {x.name: x.value for f in text_string_to_metric_families(text) for x in f.samples}
+    if 'pneumonia_server_cpu_seconds' not in s: return None
+    return dict(t=time.perf_counter(), cpu_s=s['pneumonia_server_cpu_seconds'], rss_mb=s['pneumonia_server_resident_bytes'] / 2**20)
 
 def usage_summary(samples:list[dict]) -> dict|None:
     "Cores busy between the first and last sample, and resident MB at the start, after the first minute and at the end."
@@ -36,38 +36,45 @@ def usage_summary(samples:list[dict]) -> dict|None:
                 rss_mb_first_minute=round(minute['rss_mb']), rss_mb_end=round(last['rss_mb']), samples=len(samples))
 
 # %% ../nbs/12a_loadtest.ipynb #609582bd
-async def client_load(url:str, images:list[bytes], clients:int, requests:int|None, seconds:float|None, timeout:float=60, transport=None) -> tuple[list, list]:
-    "Single-image predictions from `clients` concurrent httpx clients until `requests` are sent or `seconds` have passed: each one's latency (s), and the errors."
-    import httpx
+async def predict_one(http, url:str, name:str, data:bytes) -> str|None:
+    "POST one image to `url`'s /predict; what went wrong (a refusal, a film answered with a problem, a failed connection), or None."
+    import aiohttp
+    form = aiohttp.FormData(); form.add_field('files', data, filename=name, content_type='image/jpeg')
+    try:
+        async with http.post(f'{url}/predict', data=form) as r: status, body = r.status, await r.text()
+    except (aiohttp.ClientError, asyncio.TimeoutError) as e: return f'{type(e).__name__}: {e}'
+    if status != 200: return f'{status}: {body[:200]}'
+    return next((f"200, not predicted: {x['problem']}" for x in json.loads(body)['results'] if 'problem' in x), None)
+
+async def client_load(url:str, images:list[bytes], clients:int, requests:int|None, seconds:float|None, timeout:float=60) -> tuple[list, list]:
+    "Single-image predictions from `clients` concurrent clients until `requests` are sent or `seconds` have passed: each one's latency (s), and the errors."
+    import aiohttp
     latencies, errors = [], []
     counter, deadline = iter(range(requests)) if requests else itertools.count(), time.perf_counter() + (seconds or math.inf)
-    async def client(c):
-        async with httpx.AsyncClient(base_url=url, timeout=timeout, transport=transport) as http:
+    async def client():
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:   # one keep-alive connection each
             for i in counter:
                 t0 = time.perf_counter()
                 if t0 > deadline: break
-                try:
-                    r = await http.post('/predict', files=[('files', (f'{i}.jpeg', images[i % len(images)], 'image/jpeg'))])
-                    if r.status_code != 200: errors.append(f'{r.status_code}: {r.text[:200]}')
-                    elif problem := next((x['problem'] for x in r.json()['results'] if 'problem' in x), None): errors.append(f'200, not predicted: {problem}')
-                except httpx.HTTPError as e: errors.append(f'{type(e).__name__}: {e}')
+                if error := await predict_one(http, url, f'{i}.jpeg', images[i % len(images)]): errors.append(error)
                 latencies.append(time.perf_counter() - t0)
-    await asyncio.gather(*(client(c) for c in range(clients)))
+    await asyncio.gather(*(client() for _ in range(clients)))
     return latencies, errors
 
-async def load_test(url:str, images:list[bytes], clients:int=8, requests:int|None=200, seconds:float|None=None, timeout:float=60, transport=None,
-                    sample_s:float=5) -> dict:
-    "`client_load`'s throughput, latency percentiles and errors (a refusal, or a film answered with a problem), and the server's CPU and memory sampled every `sample_s`."
-    import httpx
+# %% ../nbs/12a_loadtest.ipynb #55987c54
+async def load_test(url:str, images:list[bytes], clients:int=8, requests:int|None=200, seconds:float|None=None, timeout:float=60, sample_s:float=5) -> dict:
+    "`client_load`'s throughput, latency percentiles and errors, and the server's CPU and memory sampled every `sample_s`."
+    import aiohttp
     if requests is None and seconds is None: raise ValueError("load_test needs `requests`, `seconds` or both to know when to stop")
-    async with httpx.AsyncClient(base_url=url, timeout=timeout, transport=transport) as http:
-        usage, t0 = [await server_usage(http)], time.perf_counter()
+    url = url.rstrip('/')
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
+        usage, t0 = [await server_usage(http, url)], time.perf_counter()
         async def sample():
-            while usage[0] is not None: await asyncio.sleep(sample_s); usage.append(await server_usage(http))
+            while usage[0] is not None: await asyncio.sleep(sample_s); usage.append(await server_usage(http, url))
         sampler = asyncio.create_task(sample())
-        latencies, errors = await client_load(url, images, clients, requests, seconds, timeout, transport)
+        latencies, errors = await client_load(url, images, clients, requests, seconds, timeout)
         wall = time.perf_counter() - t0
-        sampler.cancel(); usage.append(await server_usage(http))
+        sampler.cancel(); usage.append(await server_usage(http, url))
     lat = np.array(latencies) * 1000
     return dict(url=url, clients=clients, requests=len(latencies), errors=len(errors), first_errors=errors[:5], wall_s=round(wall, 2),
                 images_per_s=round(len(latencies) / wall, 1), **{f'p{q}_ms': round(float(np.percentile(lat, q)), 1) for q in (50, 95, 99)},

@@ -4,12 +4,12 @@
 
 # %% ../nbs/11a_records.ipynb #8e02676a
 from __future__ import annotations
-import hashlib, hmac, json, logging, os
+import hashlib, hmac, json, logging, math, os, time
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 import numpy as np
-from fastcore.basics import store_attr
+from fastcore.basics import patch, store_attr
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, multiprocess
 
 # %% auto #0
@@ -20,7 +20,7 @@ class ServiceMetrics:
     "The Prometheus metrics of one app, in their own registry; gauges per live process when several serve (prometheus-client's multiprocess mode)."
     def __init__(self):
         self.registry = r = CollectorRegistry()
-        ProcessCollector(registry=r)   # the process's CPU seconds and memory: what the load test reads to say how busy the server was
+        self.process = ProcessCollector(registry=r)   # this process's CPU seconds and memory, under prometheus-client's standard names
         self.requests = Counter('pneumonia_requests', 'HTTP requests by endpoint and status', ['endpoint', 'status'], registry=r)
         self.latency = Histogram('pneumonia_request_seconds', 'Request latency by endpoint', ['endpoint'], registry=r,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -36,6 +36,8 @@ class ServiceMetrics:
         self.window = Gauge('pneumonia_monitor_window_images', 'Images in the rolling monitoring window', registry=r, multiprocess_mode='liveall')
         self.window_ood = Gauge('pneumonia_monitor_window_out_of_distribution_share', 'Share of the window flagged by the guard', registry=r, multiprocess_mode='liveall')
         self.drift_p = Gauge('pneumonia_drift_p_value', 'Latest drift p-value on the window: embeddings (MMD) and the smallest image-statistic one', ['test'], registry=r, multiprocess_mode='liveall')
+        self.cpu = Gauge('pneumonia_server_cpu_seconds', 'CPU seconds the server has used: every worker process, summed', registry=r, multiprocess_mode='livesum')
+        self.memory = Gauge('pneumonia_server_resident_bytes', 'Resident memory of the server: every worker process, summed', registry=r, multiprocess_mode='livesum')
         self.drift = Gauge('pneumonia_drift_detected', 'Latest drift verdict on the window: 1 drift, 0 no drift, -1 too few images', registry=r, multiprocess_mode='liveall')
 
     def collecting(self) -> CollectorRegistry:
@@ -50,6 +52,16 @@ class ServiceMetrics:
         d = summary['drift']
         self.drift.set(-1 if d is None else int(d['verdict'] == 'drift'))
         if d: self.drift_p.labels('embeddings').set(d['embeddings']['p_value']); self.drift_p.labels('image_statistics').set(min((f['p_value'] for f in d['image_statistics'] if f['tested']), default=1.0))
+
+# %% ../nbs/11a_records.ipynb #2e62759e
+@patch
+def show_usage(self:ServiceMetrics, every_s:float=0.1):
+    "Copy this process's CPU seconds and resident memory into the server-wide gauges, unless done in the last `every_s` seconds."
+    if time.monotonic() - getattr(self, 'usage_at', -math.inf) < every_s: return
+    self.usage_at = time.monotonic()
+    now = {s.name: s.value for family in self.process.collect() for s in family.samples}   # empty where /proc is missing
+    if 'process_cpu_seconds_total' in now:
+        self.cpu.set(now['process_cpu_seconds_total']); self.memory.set(now['process_resident_memory_bytes'])
 
 # %% ../nbs/11a_records.ipynb #24254210
 class RequestLog:

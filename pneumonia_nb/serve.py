@@ -33,10 +33,11 @@ from .records import LOG_NAMES, RequestLog, ServiceMetrics, hashed_name
 from .batching import Batcher, decode, header_pixels
 from .schema import PredictResponse, refusals
 from .settings import SERVE_ENV, ServeSettings
+from .workers import supervise
 
 # %% auto #0
 __all__ = ['HTTP_CODES', 'BEARER', 'Film', 'M_ARENA_MAX', 'BodyLimit', 'ServiceError', 'Service', 'read_api_keys',
-           'model_threads', 'create_app', 'app_from_env', 'limit_malloc_arenas', 'pneumonia_serve']
+           'limit_malloc_arenas', 'model_threads', 'create_app', 'app_from_env', 'pneumonia_serve']
 
 # %% ../nbs/12_serve.ipynb #429d68b1
 class BodyLimit:
@@ -126,12 +127,13 @@ async def lifespan(self:Service, app):
 # %% ../nbs/12_serve.ipynb #f828c3f7
 @patch
 async def count(self:Service, request:Request, call_next):
-    "Give the request an id, answer it, count it by endpoint and status, time it."
+    "Give the request an id, answer it, count it by endpoint and status, time it; note the CPU and memory spent so far."
     t0, request.state.request_id = time.perf_counter(), uuid.uuid4().hex
     response = await call_next(request)
     endpoint = request.url.path if request.url.path in {r.path for r in request.app.routes} else 'other'
     self.metrics.requests.labels(endpoint, str(response.status_code)).inc()
     self.metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
+    self.metrics.show_usage()
     response.headers['X-Request-ID'] = request.state.request_id
     return response
 
@@ -279,6 +281,7 @@ def model_card(self:Service): "The model card: what the model is, how it was mad
 def prometheus(self:Service):
     "Prometheus metrics, text format."
     if self.window: self.metrics.show_monitor(self.window.summary())
+    self.metrics.show_usage(every_s=0)
     return Response(generate_latest(self.metrics.collecting()), media_type=CONTENT_TYPE_LATEST)
 
 # %% ../nbs/12_serve.ipynb #fca02190
@@ -323,6 +326,14 @@ def schema_with_limits(self:Service, openapi):
         return s
     return schema
 
+# %% ../nbs/12_serve.ipynb #fe1d8100
+M_ARENA_MAX = -8   # mallopt's parameter number, from glibc's malloc.h (Python has no binding for mallopt)
+def limit_malloc_arenas(arenas:int=2) -> bool:
+    "Cap glibc's malloc arenas for this process unless `MALLOC_ARENA_MAX` is set; False where that did not happen (set, or not glibc)."
+    if 'MALLOC_ARENA_MAX' in os.environ: return False
+    try: return ctypes.CDLL('libc.so.6').mallopt(M_ARENA_MAX, arenas) == 1
+    except (OSError, AttributeError): return False
+
 # %% ../nbs/12_serve.ipynb #0071da3e
 def model_threads(workers:int=1, lanes:int=1) -> int:
     "Torch threads for each model call: the cores shared among the `workers` processes and each one's `lanes` (at least one)."
@@ -335,18 +346,11 @@ def create_app(model_dir='models/default', **settings) -> FastAPI:
 def app_from_env() -> FastAPI:
     "The app each of several worker processes builds (uvicorn's `factory=True`): settings from `PNEUMONIA_APP_SETTINGS` (JSON), the request log one file per process, the cores shared."
     import torch
+    limit_malloc_arenas()   # this process's own allocator: a spawned worker inherits none of its parent's
     settings = json.loads(os.environ['PNEUMONIA_APP_SETTINGS'])
     torch.set_num_threads(model_threads(int(os.environ.get('PNEUMONIA_WORKERS', 1)), settings.get('lanes', 1)))   # N workers x all cores each would oversubscribe
     if settings.get('log_path'): settings['log_path'] = str(Path(settings['log_path']).with_suffix(f'.{os.getpid()}.jsonl'))   # rotation is not safe across processes
     return create_app(**settings)
-
-# %% ../nbs/12_serve.ipynb #fe1d8100
-M_ARENA_MAX = -8   # mallopt's parameter number, from glibc's malloc.h (Python has no binding for mallopt)
-def limit_malloc_arenas(arenas:int=2) -> bool:
-    "Cap glibc's malloc arenas for this process unless `MALLOC_ARENA_MAX` is set; False where that did not happen (set, or not glibc)."
-    if 'MALLOC_ARENA_MAX' in os.environ: return False
-    try: return ctypes.CDLL('libc.so.6').mallopt(M_ARENA_MAX, arenas) == 1
-    except (OSError, AttributeError): return False
 
 # %% ../nbs/12_serve.ipynb #aa63fb18
 @call_parse
@@ -369,5 +373,5 @@ def pneumonia_serve(**options):
         return uvicorn.run(create_app(**settings), **tls)
     os.environ['PNEUMONIA_APP_SETTINGS'], os.environ['PNEUMONIA_WORKERS'] = json.dumps(settings), str(s.workers)   # what each worker process builds its app from
     os.environ.setdefault('PROMETHEUS_MULTIPROC_DIR', tempfile.mkdtemp(prefix='pneumonia-metrics-'))   # fresh per start, as prometheus-client requires
-    # a worker imports torch and loads the model before it answers uvicorn's health check: 5 s (the default) restarts it forever on a busy machine
-    uvicorn.run('pneumonia_nb.serve:app_from_env', factory=True, workers=s.workers, timeout_worker_healthcheck=120, **tls)
+    supervise(s.workers, tls)   # this process becomes the workers' light supervisor
+

@@ -49,9 +49,10 @@ def start(arm:str, options:str, base:Path|None, model:str) -> tuple[subprocess.P
            '--model', model, '--port', str(port), '--log', '', *words[len(env_words):]]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     url = f'http://127.0.0.1:{port}'
-    for _ in range(900):
+    workers = int(words[words.index('--workers') + 1]) if '--workers' in words else 1
+    for _ in range(900):   # ready: every worker has loaded its model (one model_info gauge per process)
         try:
-            if httpx.get(f'{url}/ready', timeout=1).status_code == 200: return proc, url
+            if httpx.get(f'{url}/metrics', timeout=1).text.count('pneumonia_model_info{') >= workers: return proc, url
         except httpx.HTTPError: pass
         time.sleep(0.2)
     proc.kill(); raise RuntimeError(f'{arm}: the server did not become ready')

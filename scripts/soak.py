@@ -1,6 +1,6 @@
 """Issue 23, soak: a served model under steady load for a fixed time, watched from outside.
 
-    .venv/bin/python scripts/soak.py --minutes 10 --clients 32 --out reports/soak
+    .venv/bin/python scripts/soak.py --minutes 10 --clients 32 [--workers 2] --out reports/soak
 
 Starts `pneumonia_serve` on a free loopback port (its request log rotated at `--log_max_mb`, keeping `--log_keep`),
 sends single-film predictions from `--clients` concurrent clients for `--minutes` (`pneumonia_nb.loadtest.load_test`),
@@ -28,20 +28,23 @@ from pneumonia_nb.images import expand_paths
 from pneumonia_nb.loadtest import load_test
 
 def rss_mb(pid:int) -> float:
-    return int(next(line for line in open(f'/proc/{pid}/status') if line.startswith('VmRSS')).split()[1]) / 1024
+    "Resident MB of process `pid` and its descendants (the workers of `--workers N`)."
+    own = int(next(line for line in open(f'/proc/{pid}/status') if line.startswith('VmRSS')).split()[1]) / 1024
+    children = [int(c) for t in Path(f'/proc/{pid}/task').iterdir() for c in (t/'children').read_text().split()]
+    return own + sum(rss_mb(c) for c in children)
 
 def predictions_served(metrics_text:str) -> int:
     "Successful /predict requests, from the server's own counter."
     return int(sum(s.value for f in text_string_to_metric_families(metrics_text) for s in f.samples
                    if s.name == 'pneumonia_requests_total' and s.labels.get('endpoint') == '/predict' and s.labels.get('status') == '200'))
 
-def start_server(model:str, port:int, log:Path, log_max_mb:float, log_keep:int, window:int) -> subprocess.Popen:
+def start_server(model:str, port:int, log:Path, log_max_mb:float, log_keep:int, window:int, workers:int=1) -> subprocess.Popen:
     cmd = [str(Path(sys.executable).parent/'pneumonia_serve'), '--model', model, '--port', str(port), '--log', str(log),
-           '--log_max_mb', str(log_max_mb), '--log_keep', str(log_keep), '--window', str(window)]
+           '--log_max_mb', str(log_max_mb), '--log_keep', str(log_keep), '--window', str(window), '--workers', str(workers)]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for _ in range(240):
         try:
-            if httpx.get(f'http://127.0.0.1:{port}/ready', timeout=2).status_code == 200: return server
+            if httpx.get(f'http://127.0.0.1:{port}/metrics', timeout=2).text.count('pneumonia_model_info{') >= workers: return server   # every worker loaded
         except httpx.TransportError: pass
         if server.poll() is not None: raise SystemExit(f"soak: the server exited: {server.stdout.read()}")
         time.sleep(0.5)
@@ -66,13 +69,13 @@ async def soak(url:str, pid:int, images:list[bytes], clients:int, seconds:float,
     stop.set(); await sampler
     return load, samples
 
-def verdicts(load:dict, samples:list, logs:list, log_max_mb:float, log_keep:int) -> dict:
+def verdicts(load:dict, samples:list, logs:list, log_max_mb:float, log_keep:int, workers:int=1) -> dict:
     after_1min = next(s for s in samples if s['t'] >= 60)
     tested = [s['verdict'] for s in samples if s['verdict']]
     return dict(errors=load['errors'], rss_after_first_minute_mb=after_1min['rss_mb'], rss_end_mb=samples[-1]['rss_mb'],
                 rss_end_vs_first_minute=round(samples[-1]['rss_mb'] / after_1min['rss_mb'] - 1, 4), rss_peak_mb=max(s['rss_mb'] for s in samples),
                 log_files=len(logs), log_largest_mb=round(max(f['mb'] for f in logs), 2),
-                log_rotated_as_configured=1 < len(logs) <= log_keep + 1 and all(f['mb'] <= log_max_mb for f in logs),
+                log_rotated_as_configured=1 < len(logs) <= workers * (log_keep + 1) and all(f['mb'] <= log_max_mb for f in logs),
                 drift_polls=len(tested), drift_polls_called_drift=tested.count('drift'), final_verdict=samples[-1]['verdict'])
 
 def figure(samples:list, path:Path, title:str):
@@ -98,6 +101,7 @@ def main(model:str='models/default', # Model folder to serve
          log_max_mb:float=5, # The server's request log rotates past this size
          log_keep:int=3, # ... keeping this many rotated files
          seed:int=0, # Order in which the films are sent
+         workers:int=1, # The server's worker processes (`pneumonia_serve --workers`); memory is theirs summed
          out:str='reports/soak'): # Folder for soak.json and soak.png (must not exist)
     out = Path(out)
     if out.exists(): raise SystemExit(f"soak: {out} already exists; choose another --out.")
@@ -107,18 +111,18 @@ def main(model:str='models/default', # Model folder to serve
     if not films: raise SystemExit(f"soak: no images in {folder}")
     with tempfile.TemporaryDirectory() as tmp:
         port, log = free_port(), Path(tmp)/'requests.jsonl'
-        server = start_server(model, port, log, log_max_mb, log_keep, window)
+        server = start_server(model, port, log, log_max_mb, log_keep, window, workers)
         try:
             model_id = httpx.get(f'http://127.0.0.1:{port}/ready').json()['model']
             print(f"soak: {clients} clients for {minutes} min on http://127.0.0.1:{port}, {len(films)} films from {folder}", flush=True)
             load, samples = asyncio.run(soak(f'http://127.0.0.1:{port}', server.pid, [f.read_bytes() for f in films], clients, minutes * 60, every))
         finally: server.terminate(); server.wait(30)
-        logs = [dict(name=p.name, mb=round(p.stat().st_size / 2**20, 2)) for p in sorted(Path(tmp).glob('requests.jsonl*'))]   # MB as the server counts them (2**20)
-    summary = verdicts(load, samples, logs, log_max_mb, log_keep)
+        logs = [dict(name=p.name, mb=round(p.stat().st_size / 2**20, 2)) for p in sorted(Path(tmp).glob('requests*.jsonl*'))]   # MB as the server counts them (2**20)
+    summary = verdicts(load, samples, logs, log_max_mb, log_keep, workers)
     out.mkdir(parents=True)
     settings = dict(model=model, model_id=model_id, images=str(folder), films=len(films),
-                    minutes=minutes, clients=clients, every=every, window=window, log_max_mb=log_max_mb, log_keep=log_keep, seed=seed,
+                    minutes=minutes, clients=clients, workers=workers, every=every, window=window, log_max_mb=log_max_mb, log_keep=log_keep, seed=seed,
                     git_commit=git_commit(), pneumonia_nb=pneumonia_nb.__version__, python=platform.python_version(), cpus=os.cpu_count())
     (out/'soak.json').write_text(json.dumps(dict(settings=settings, summary=summary, load=load, logs=logs, samples=samples), indent=1) + '\n')
-    figure(samples, out/'soak.png', f"{clients} clients × {minutes:g} min, {len(films)} films of {folder.name}; {load['requests']} requests, {load['errors']} errors")
+    figure(samples, out/'soak.png', f"{clients} clients × {minutes:g} min, {workers} worker(s), {len(films)} films of {folder.name}; {load['requests']} requests, {load['errors']} errors")
     print(json.dumps(dict(summary, **{k: load[k] for k in ('requests', 'images_per_s', 'p50_ms', 'p95_ms', 'p99_ms')}), indent=1))

@@ -7,7 +7,7 @@ from conftest import ROOT
 
 LIB = ROOT/'pneumonia_nb'
 HEAVY = {'torch', 'torchvision', 'fastai', 'timm', 'fastapi', 'starlette', 'sklearn', 'matplotlib', 'mlflow', 'pandas'}
-LIGHT = ('images', 'schema', 'records', 'settings', 'tracking', 'loadtest')   # importable without any of HEAVY (pandas: tracking only)
+LIGHT = ('images', 'schema', 'records', 'settings', 'workers', 'tracking', 'loadtest')   # importable without any of HEAVY (pandas: tracking only)
 
 
 def top_level_imports(path:Path) -> tuple[set[str], set[str]]:

@@ -250,21 +250,34 @@ def served(text:str, name:str, **labels) -> float:
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name and labels.items() <= s.labels.items())
 
 
-def test_two_workers_count_every_request_once(run, shared, tmp_path):
-    "Issue 21: `--workers 2` with prometheus-client's multiprocess mode: /metrics counts each request once, whichever worker served it."
+def cpu_seconds(pid):
+    "User + system CPU seconds of process `pid`, from /proc."
+    fields = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def test_two_workers_share_the_connections_and_count_every_request_once(run, shared, tmp_path):
+    """Issues 21 and 37: `--workers 2` with prometheus-client's multiprocess mode: /metrics counts each request once, whichever
+    worker served it; 16 keep-alive clients connecting at once are spread over both workers (each has its own SO_REUSEPORT
+    socket: with uvicorn's one shared socket one worker took them all); the server's CPU in /metrics is both workers'."""
     film = next((shared/'chest_xray_sample'/'test'/'NORMAL').glob('*.jpeg')).read_bytes()
     with serving('--model', run, '--workers', '2', '--log', tmp_path/'requests.jsonl', timeout=180) as (url, _):
         for _ in range(240):   # /ready answered by one worker: wait until both have loaded the model (one model_info gauge per process)
-            if len({s.labels['pid'] for f in text_string_to_metric_families(httpx.get(f'{url}/metrics').text) for s in f.samples if s.name == 'pneumonia_model_info'}) == 2: break
+            pids = {s.labels['pid'] for f in text_string_to_metric_families(httpx.get(f'{url}/metrics').text) for s in f.samples if s.name == 'pneumonia_model_info'}
+            if len(pids) == 2: break
             time.sleep(0.5)
-        with ThreadPoolExecutor(16) as pool:
-            codes = list(pool.map(lambda i: httpx.post(f'{url}/predict', files=[('files', (f'{i}.jpeg', film, 'image/jpeg'))], timeout=60).status_code, range(48)))
+        def client(i):   # one keep-alive connection, three requests
+            with httpx.Client(base_url=url, timeout=60) as http:
+                return [http.post('/predict', files=[('files', (f'{i}-{j}.jpeg', film, 'image/jpeg'))]).status_code for j in range(3)]
+        with ThreadPoolExecutor(16) as pool: codes = sum(pool.map(client, range(16)), [])
         text = httpx.get(f'{url}/metrics').text
+        cpu = sum(cpu_seconds(int(p)) for p in pids)
     assert codes == [200] * 48
     assert served(text, 'pneumonia_requests_total', endpoint='/predict', status='200') == 48 and served(text, 'pneumonia_predictions_total') == 48
     assert served(text, 'pneumonia_request_seconds_count', endpoint='/predict') == 48   # histograms are summed too
     per_worker = [len(p.read_text().splitlines()) for p in sorted(tmp_path.glob('requests.*.jsonl'))]
-    assert len(per_worker) == 2 and sum(per_worker) == 48, per_worker   # one log per process, every request in one of them
+    assert len(per_worker) == 2 and sum(per_worker) == 48 and min(per_worker) >= 3, per_worker   # both served; all on one: 2 in 65,536
+    assert 0.8 * cpu <= served(text, 'pneumonia_server_cpu_seconds') <= cpu, (served(text, 'pneumonia_server_cpu_seconds'), cpu)
 
 
 def test_a_malformed_environment_variable_is_the_command_s_error_not_an_import_failure():
