@@ -21,6 +21,7 @@ class ServiceMetrics:
     def __init__(self):
         self.registry = r = CollectorRegistry()
         self.process = ProcessCollector(registry=r)   # this process's CPU seconds and memory, under prometheus-client's standard names
+        self.usage_at = -math.inf                     # when `show_usage` last read them
         self.requests = Counter('pneumonia_requests', 'HTTP requests by endpoint and status', ['endpoint', 'status'], registry=r)
         self.latency = Histogram('pneumonia_request_seconds', 'Request latency by endpoint', ['endpoint'], registry=r,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -57,7 +58,7 @@ class ServiceMetrics:
 @patch
 def show_usage(self:ServiceMetrics, every_s:float=0.1):
     "Copy this process's CPU seconds and resident memory into the server-wide gauges, unless done in the last `every_s` seconds."
-    if time.monotonic() - getattr(self, 'usage_at', -math.inf) < every_s: return
+    if time.monotonic() - self.usage_at < every_s: return
     self.usage_at = time.monotonic()
     now = {s.name: s.value for family in self.process.collect() for s in family.samples}   # empty where /proc is missing
     if 'process_cpu_seconds_total' in now:

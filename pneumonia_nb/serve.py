@@ -357,7 +357,6 @@ def app_from_env() -> FastAPI:
 @options_from(ServeSettings, SERVE_ENV, flags=True)
 def pneumonia_serve(**options):
     "Serve a model over HTTP: POST /predict, GET /health /ready /model /metrics /monitor, OpenAPI at /docs."
-    import uvicorn
     try: s = ServeSettings.from_env(**options)
     except (TypeError, ValueError) as e: raise SystemExit(f"pneumonia_serve: {e}") from None
     if not (Path(s.model)/'model.json').is_file():
@@ -365,10 +364,10 @@ def pneumonia_serve(**options):
     try: keys = read_api_keys(s.api_keys_file, os.environ.get('PNEUMONIA_API_KEYS'))
     except (OSError, ValueError) as e: raise SystemExit(f"pneumonia_serve: API keys: {e}") from None
     settings = s.service(keys)
-    limit_malloc_arenas()
     tls = dict(host=s.host, port=s.port, log_level='warning', ssl_certfile=s.ssl_certfile, ssl_keyfile=s.ssl_keyfile)
-    if s.workers == 1:
-        import torch
+    if s.workers == 1:   # this process serves; with several, each worker caps and divides for itself (`app_from_env`)
+        import torch, uvicorn
+        limit_malloc_arenas()
         torch.set_num_threads(model_threads(1, s.lanes))
         return uvicorn.run(create_app(**settings), **tls)
     os.environ['PNEUMONIA_APP_SETTINGS'], os.environ['PNEUMONIA_WORKERS'] = json.dumps(settings), str(s.workers)   # what each worker process builds its app from
