@@ -16,10 +16,11 @@ from fastcore.basics import patch
 from fastcore.script import call_parse
 from prometheus_client import CollectorRegistry, Counter, Histogram, write_to_textfile
 
-from .core import free_port
+from .core import free_port, options_from
 from .images import FILM_MODALITIES, ImageProblem, read_xray
 from .predict import Detector, cam_overlay
 from .records import RequestLog
+from .settings import PACS_ENV, PacsSettings
 from .sr import NOT_REPORTED, own_series, overlay_sc, report_uids, result_sr
 
 # %% auto #0
@@ -186,29 +187,20 @@ def poll_line(done:list[dict]) -> str:
 
 # %% ../nbs/14_pacs.ipynb #8f134b0b
 @call_parse
-def pneumonia_pacs(
-    url:str=os.environ.get('PNEUMONIA_PACS_URL'), # DICOMweb root of the PACS, e.g. http://pacs:8042/dicom-web (env PNEUMONIA_PACS_URL)
-    model:str='models/default', # Model folder
-    state:str='pacs/state.json', # What was done with each film; the watcher resumes from it
-    log:str='logs/pacs.jsonl', # JSON-lines log, one line per film ('' for none)
-    since:str=None, # First study date to look at, YYYYMMDD (default: the state's, else today)
-    interval:float=60, # Seconds between polls
-    once:bool=False, # Poll once, then exit
-    overlay:bool=False, # Also store the Grad-CAM overlay as a Secondary Capture beside each report
-    metrics_file:str=None, # Prometheus text file rewritten after each poll (node-exporter's textfile collector)
-    device:str='auto', # auto, cpu or cuda
-):
+@options_from(PacsSettings, PACS_ENV, flags=True)
+def pneumonia_pacs(**options):
     "Watch a PACS over DICOMweb and store an SR with the detector's answer beside each new chest film."
-    if not url: raise SystemExit("pneumonia_pacs: --url is required (the PACS's DICOMweb root), or set PNEUMONIA_PACS_URL.")
-    try: det = Detector.load(model, device)
+    try: s = PacsSettings.from_env(**options)
+    except (TypeError, ValueError) as e: raise SystemExit(f"pneumonia_pacs: {e}") from None
+    try: det = Detector.load(s.model, s.device)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"pneumonia_pacs: {e}") from None
-    watcher = PacsWatcher(DICOMwebClient(url), det, state, RequestLog(log or None), since, overlay=overlay)
-    print(f"pneumonia_pacs: looking at studies dated {watcher.state['since']} and later "
-          f"({'--since' if since else 'from ' + state if Path(state).exists() else 'today: a new state file'}; --since YYYYMMDD looks further back)", flush=True)
+    watcher = PacsWatcher(DICOMwebClient(s.url), det, s.state, RequestLog(s.log or None), s.since, overlay=s.overlay)
+    began = '--since' if s.since else 'from ' + s.state if Path(s.state).exists() else 'today: a new state file'
+    print(f"pneumonia_pacs: looking at studies dated {watcher.state['since']} and later ({began}; --since YYYYMMDD looks further back)", flush=True)
     while True:
         try: done = watcher.poll()
         except PacsUnreachable as e: raise SystemExit(f"pneumonia_pacs: cannot reach the PACS: {e}") from None
         print(f"pneumonia_pacs: {poll_line(done)}", flush=True)
-        if metrics_file: write_to_textfile(metrics_file, watcher.registry)
-        if once: return
-        time.sleep(interval)
+        if s.metrics_file: write_to_textfile(s.metrics_file, watcher.registry)
+        if s.once: return
+        time.sleep(s.interval)

@@ -36,16 +36,16 @@ from .settings import SERVE_ENV, ServeSettings
 from .workers import supervise
 
 # %% auto #0
-__all__ = ['HTTP_CODES', 'BEARER', 'Film', 'M_ARENA_MAX', 'BodyLimit', 'ServiceError', 'Service', 'read_api_keys',
+__all__ = ['HTTP_CODES', 'BEARER', 'Film', 'M_ARENA_MAX', 'BodyLimit', 'ServiceError', 'Service', 'Counted', 'read_api_keys',
            'limit_malloc_arenas', 'model_threads', 'create_app', 'app_from_env', 'pneumonia_serve']
 
 # %% ../nbs/12_serve.ipynb #429d68b1
 class BodyLimit:
     "ASGI middleware: answer 413 (JSON) to any request whose body is over `max_bytes`, without reading past the limit."
     def __init__(self, app, max_bytes:int, on_reject=None): store_attr()
-    async def _refuse(self, send, detail):
+    async def _refuse(self, scope, send, detail):
         if self.on_reject: self.on_reject()
-        rid = uuid.uuid4().hex
+        rid = scope.get('state', {}).get('request_id') or uuid.uuid4().hex   # the request's id, where `Counted` gave it one
         body = json.dumps(dict(error='body_too_large', detail=detail, request_id=rid)).encode()
         await send(dict(type='http.response.start', status=413, headers=[(b'content-type', b'application/json'), (b'content-length', str(len(body)).encode()),
                                                                          (b'x-request-id', rid.encode())]))
@@ -54,14 +54,14 @@ class BodyLimit:
         if scope['type'] != 'http': return await self.app(scope, receive, send)
         length = dict(scope['headers']).get(b'content-length')
         if length is not None:
-            if int(length) > self.max_bytes: return await self._refuse(send, f"request body of {int(length)} bytes is over the limit of {self.max_bytes} bytes")
+            if int(length) > self.max_bytes: return await self._refuse(scope, send, f"request body of {int(length)} bytes is over the limit of {self.max_bytes} bytes")
             return await self.app(scope, receive, send)
         chunks, size, more = [], 0, True
         while more:                                    # chunked: buffer up to the limit, then replay
             msg = await receive()
             if msg['type'] != 'http.request': return
             chunks.append(msg.get('body', b'')); size += len(chunks[-1]); more = msg.get('more_body', False)
-            if size > self.max_bytes: return await self._refuse(send, f"request body (sent without Content-Length) passed the limit of {self.max_bytes} bytes; refused there")
+            if size > self.max_bytes: return await self._refuse(scope, send, f"request body (sent without Content-Length) passed the limit of {self.max_bytes} bytes; refused there")
         body, replayed = b''.join(chunks), False
         async def replay():                            # the body once, then the client's own messages (its disconnect)
             nonlocal replayed
@@ -87,7 +87,7 @@ class Service:
         self.window_size, self.metrics, self.log = window, ServiceMetrics(), RequestLog(log_path, log_images, log_max_mb, log_keep)
         self.api_keys, self.salt = [k.encode() for k in api_keys], os.environ.get('PNEUMONIA_LOG_SALT', '').encode() or secrets.token_bytes(16)
         self.detector = self.batcher = self.window = self.card = None
-        self.ready = False
+        self.ready, self.paths = False, frozenset()   # the app's own paths, which `count` names (`build_app` sets them)
 
 # %% ../nbs/12_serve.ipynb #5e189bd3
 @patch
@@ -125,17 +125,29 @@ async def lifespan(self:Service, app):
     if os.environ.get('PROMETHEUS_MULTIPROC_DIR'): multiprocess.mark_process_dead(os.getpid())
 
 # %% ../nbs/12_serve.ipynb #f828c3f7
+class Counted:
+    "ASGI middleware: give each HTTP request an id (`request.state.request_id`, the answer's `X-Request-ID`), then call `done(path, status, seconds)`."
+    def __init__(self, app, done): store_attr()
+    async def __call__(self, scope, receive, send):
+        if scope['type'] != 'http': return await self.app(scope, receive, send)
+        t0, rid, status = time.perf_counter(), uuid.uuid4().hex, 500   # 500 unless an answer starts (an exception ends the request)
+        scope.setdefault('state', {})['request_id'] = rid
+        async def send_with_id(msg):
+            nonlocal status
+            if msg['type'] == 'http.response.start':
+                status = msg['status']
+                msg['headers'] = [(k, v) for k, v in msg.get('headers', []) if k.lower() != b'x-request-id'] + [(b'x-request-id', rid.encode())]
+            await send(msg)
+        try: await self.app(scope, receive, send_with_id)
+        finally: self.done(scope['path'], status, time.perf_counter() - t0)
+
 @patch
-async def count(self:Service, request:Request, call_next):
-    "Give the request an id, answer it, count it by endpoint and status, time it; note the CPU and memory spent so far."
-    t0, request.state.request_id = time.perf_counter(), uuid.uuid4().hex
-    response = await call_next(request)
-    endpoint = request.url.path if request.url.path in {r.path for r in request.app.routes} else 'other'
-    self.metrics.requests.labels(endpoint, str(response.status_code)).inc()
-    self.metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
+def count(self:Service, path:str, status:int, seconds:float):
+    "Count an answered request by endpoint and status and time it; note the CPU and memory spent so far."
+    endpoint = path if path in self.paths else 'other'
+    self.metrics.requests.labels(endpoint, str(status)).inc()
+    self.metrics.latency.labels(endpoint).observe(seconds)
     self.metrics.show_usage()
-    response.headers['X-Request-ID'] = request.state.request_id
-    return response
 
 # %% ../nbs/12_serve.ipynb #e0e2915d
 @patch
@@ -302,7 +314,7 @@ def build_app(self:Service) -> FastAPI:
     app = FastAPIOffline(title='pneumonia_nb', version=pneumonia_nb.__version__, lifespan=self.lifespan,
                          description='NORMAL / PNEUMONIA for paediatric chest X-rays. A research tool, not a medical device.')
     app.add_middleware(BodyLimit, max_bytes=int(self.max_body_mb * 2**20), on_reject=lambda: self.metrics.rejected.labels('body_too_large').inc())
-    app.middleware('http')(self.count)
+    app.add_middleware(Counted, done=self.count)   # outermost: every answer, 413 included, has its id and is counted
     for exc, handler in ((ServiceError, self.refuse), (RequestValidationError, self.invalid), (StarletteHTTPException, self.http_error)):
         app.add_exception_handler(exc, handler)
     keyed, key = ([Depends(self.authorize)], (401,)) if self.api_keys else ([], ())
@@ -315,6 +327,7 @@ def build_app(self:Service) -> FastAPI:
     app.get('/metrics', dependencies=[] if self.open_metrics else keyed, response_class=PlainTextResponse,
             responses=refusals(*(() if self.open_metrics else key), media_type='text/plain'))(self.prometheus)
     app.openapi = self.schema_with_limits(app.openapi)
+    self.paths = frozenset(r.path for r in app.routes)
     return app
 
 @patch

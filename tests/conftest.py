@@ -1,9 +1,11 @@
 import os, shutil, subprocess, sys, time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from filelock import FileLock
 from PIL import Image
 
 from pneumonia_nb.core import free_port, shared_data
@@ -12,6 +14,18 @@ from pneumonia_nb.sr import sr_result
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+
+# the files that take longest (measured: `--durations`), first: pytest-xdist hands whole files to its processes in the
+# order collected, so a long file collected last would run alone at the end while the other process waits
+LONGEST_FIRST = ('test_experiments_cli.py', 'test_train_cli.py', 'test_site_cli.py', 'test_serve_http.py', 'test_gpu_script.py',
+                 'test_ensemble_cli.py', 'test_dicom_cli.py', 'test_docs_site.py')
+
+
+def pytest_collection_modifyitems(items):
+    "Order the tests by `LONGEST_FIRST`, then as collected (a stable sort keeps each file's own order)."
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(scope='session')
@@ -68,6 +82,32 @@ def messy_sample(shared, tmp_path_factory):
     (normal/'empty.jpeg').write_bytes(b'')
     Image.new('L', (1, 1), 200).save(normal/'tiny.png')
     return d
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    "The shared tiny training run: its folder (evaluated into `path/'eval'`) and what `pneumonia_eval` printed."
+    path: Path
+    eval_stdout: str
+
+
+@pytest.fixture(scope='session')
+def tiny_run(shared, tmp_path_factory) -> TinyRun:
+    """The one tiny training run the tests share (issue 34, item 9): `pneumonia_train` of the cnn, 1 epoch at 64 px on the
+    raw-looking sample, logged to MLflow in its runs folder, then `pneumonia_eval` into its folder. Made once for the whole
+    session, also when pytest-xdist runs it in several processes (the first to get the lock trains; the others wait and read
+    it: pytest-xdist's documented recipe). Tests read it and never change it (one that must change a folder copies it);
+    training is run again only in the tests of training itself."""
+    root = tmp_path_factory.getbasetemp().parent   # shared by xdist's workers (their own temp folders are below it)
+    made = root/'tiny-run.txt'
+    with FileLock(str(made) + '.lock'):
+        if not made.is_file():
+            proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--epochs', '1', '--img_size', '64',
+                           '--bs', '32', '--runs', root/'tiny-runs')
+            run = proc.stdout.strip().splitlines()[-1]
+            made.write_text(run + '\n' + run_cli('pneumonia_eval', '--model', run, '--data', shared/'chest_xray_sample').stdout)
+    run, eval_stdout = made.read_text().split('\n', 1)
+    return TinyRun(Path(run), eval_stdout)
 
 
 @pytest.fixture()

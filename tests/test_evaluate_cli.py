@@ -13,17 +13,13 @@ METRICS = ('accuracy', 'sensitivity', 'specificity', 'precision', 'f1', 'roc_auc
 
 
 @pytest.fixture(scope='module')
-def run(shared, tmp_path_factory):
-    runs = tmp_path_factory.mktemp('runs')
-    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--epochs', '2',
-                   '--img_size', '64', '--bs', '32', '--runs', runs, '--no_mlflow')
-    return runs.__class__(proc.stdout.strip().splitlines()[-1])
+def run(tiny_run): return tiny_run.path
 
 
 @pytest.fixture(scope='module')
-def evaluated(run, shared):
-    proc = run_cli('pneumonia_eval', '--model', run, '--data', shared/'chest_xray_sample')
-    return run/'eval', proc.stdout
+def evaluated(tiny_run):
+    "The shared tiny run's evaluation (conftest's `tiny_run` runs `pneumonia_eval` into its folder) and what it printed."
+    return tiny_run.path/'eval', tiny_run.eval_stdout
 
 
 def test_eval_writes_the_report(evaluated):

@@ -6,15 +6,12 @@ from PIL import Image
 from conftest import ROOT, run_cli
 
 
-def test_predict_equals_eval_and_names_bad_files(shared, tmp_path):
-    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--epochs', '1', '--img_size', '64',
-                   '--runs', tmp_path/'runs', '--no_mlflow')
-    run = tmp_path.__class__(proc.stdout.strip().splitlines()[-1])
-    run_cli('pneumonia_eval', '--model', run, '--data', shared/'chest_xray_sample', '--out', tmp_path/'eval')
+def test_predict_equals_eval_and_names_bad_files(shared, tiny_run, tmp_path):
+    run = tiny_run.path
     out = run_cli('pneumonia_predict', shared/'chest_xray_sample'/'test', '--model', run, '--out', tmp_path/'p.csv').stdout
     assert out.strip().splitlines()[-1].startswith('40 images: ')
     pred = pd.read_csv(tmp_path/'p.csv')
-    ev = pd.read_csv(tmp_path/'eval'/'predictions.csv')
+    ev = pd.read_csv(run/'eval'/'predictions.csv')
     ev['path'] = [str(shared/'chest_xray_sample'/p) for p in ev.path]
     both = pred.merge(ev, on='path', suffixes=('', '_eval'))
     assert len(both) == 40 and (both.prob_pneumonia - both.prob_pneumonia_eval).abs().max() < 1e-5

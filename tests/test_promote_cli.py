@@ -12,13 +12,9 @@ from pneumonia_nb.models import load_model
 
 
 @pytest.fixture(scope='module')
-def run(shared, tmp_path_factory):
-    "A tiny run, logged to MLflow in its runs folder (a SQLite store), and evaluated."
-    runs = tmp_path_factory.mktemp('runs')
-    proc = run_cli('pneumonia_train', '--data', shared/'chest_xray_sample', '--arch', 'cnn', '--epochs', '1', '--img_size', '64', '--runs', runs)
-    d = runs.__class__(proc.stdout.strip().splitlines()[-1])
-    run_cli('pneumonia_eval', '--model', d, '--data', shared/'chest_xray_sample')
-    return d
+def run(tiny_run):
+    "The shared tiny run: logged to MLflow in its runs folder (a SQLite store), and evaluated."
+    return tiny_run.path
 
 
 def test_promote_refuses_to_overwrite_keeps_the_index_and_registers_versions(run, tmp_path):
