@@ -84,7 +84,7 @@ test-data: install
 test: install
 	@$(BIN)/python -c "from pneumonia_nb.core import shared_data; shared_data()" 2>/dev/null || [ ! -d "$(DATA)" ] || $(MAKE) test-data
 	$(BIN)/ruff check pneumonia_nb
-	HF_HUB_OFFLINE=1 $(BIN)/nbdev_test $(if $(shell command -v Orthanc),--flags orthanc)
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/nbdev_test $(if $(shell command -v Orthanc),--flags orthanc)   # one notebook a core, one torch thread each
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
 model: install

@@ -1,4 +1,9 @@
 import os, shutil, subprocess, sys, time
+
+# pytest-xdist runs several test processes at once, and each training, kernel or server they start would give torch a thread
+# per core: OpenMP threads that outnumber the cores wait on each other (two tiny trainings at once on this 2-core machine:
+# 55 s with torch's default, 37 s with one thread each). So each process's share of the cores, set before torch is imported.
+os.environ.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')))))
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
