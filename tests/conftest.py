@@ -24,7 +24,8 @@ BIN = Path(sys.executable).parent
 # the files that take longest (measured: `--durations`), first: pytest-xdist hands whole files to its processes in the
 # order collected, so a long file collected last would run alone at the end while the other process waits
 LONGEST_FIRST = ('test_experiments_cli.py', 'test_train_cli.py', 'test_site_cli.py', 'test_serve_http.py', 'test_gpu_script.py',
-                 'test_ensemble_cli.py', 'test_dicom_cli.py', 'test_docs_site.py')
+                 'test_ensemble_cli.py', 'test_promote_cli.py', 'test_dicom_cli.py', 'test_train_ddp.py', 'test_docs_site.py',
+                 'test_bench_cli.py', 'test_install.py', 'test_monitor_http.py')
 
 
 def pytest_collection_modifyitems(items):
