@@ -2,14 +2,10 @@
 import inspect, re, subprocess
 
 from conftest import ROOT
-import pneumonia_nb.data, pneumonia_nb.dataloaders, pneumonia_nb.evaluate, pneumonia_nb.monitor, pneumonia_nb.predict, pneumonia_nb.promote
-import pneumonia_nb.ensemble, pneumonia_nb.loadtest, pneumonia_nb.serve, pneumonia_nb.site
+from importlib.metadata import entry_points
 
 README = (ROOT/'README.md').read_text()
-COMMANDS = [pneumonia_nb.data.pneumonia_split, pneumonia_nb.dataloaders.pneumonia_show_batch, pneumonia_nb.evaluate.pneumonia_eval,
-            pneumonia_nb.monitor.pneumonia_reference, pneumonia_nb.monitor.pneumonia_drift, pneumonia_nb.predict.pneumonia_predict,
-            pneumonia_nb.promote.pneumonia_promote, pneumonia_nb.loadtest.pneumonia_loadtest, pneumonia_nb.site.pneumonia_calibrate,
-            pneumonia_nb.ensemble.pneumonia_ensemble]
+COMMANDS = [e.load() for e in entry_points(group='console_scripts') if e.value.startswith('pneumonia_nb.')]   # every command
 
 
 def test_the_commands_said_to_take_force_are_those_that_do():
