@@ -13,16 +13,16 @@ import torch.nn.functional as F
 from .core import resolve_device, run_environment
 from fastai.vision.all import (Callback, CrossEntropyLossFlat, ImageDataLoaders, Learner, Resize, RocAucBinary,
                                aug_transforms, find_bs, set_seed)
-from fastcore.script import Param, call_parse
 
 from .data import find_data_root, load_split, make_split
 from .dataloaders import XRAY_STATS, xray_dataloaders
 from .models import create_model
-from .train import TrainConfig, build_learner
+from .config import TrainConfig
+from .train import build_learner
 
 # %% auto #0
 __all__ = ['synthetic_ceiling', 'Throughput', 'typical_fastai_learner', 'project_learner', 'fit_and_measure', 'bench_arch',
-           'bench_table', 'pneumonia_bench']
+           'bench_table', 'bench_command']
 
 # %% ../nbs/07_bench.ipynb #5ec69bd4
 def _sync(device:torch.device):
@@ -135,25 +135,9 @@ def bench_table(records:list[dict]) -> str:
             'fraction_of_ceiling', 'project_val_roc_auc', 'fastai_val_roc_auc']
     return pd.DataFrame(records)[cols].to_string(index=False)
 
-# %% ../nbs/07_bench.ipynb #5a567cce
-@call_parse
-def pneumonia_bench(
-    data:str='data/raw/chest_xray', # Dataset folder
-    device:str='auto', # auto, cpu or cuda
-    arch:Param('Architectures to measure', str, nargs='+')=['resnet18'],
-    out:str='bench.json', # JSON file to write (an existing file is refused, never replaced)
-    split:str=None, # Split CSV (default: made from --data)
-    img_size:int=224, # Square input side
-    epochs:int=2, # Epochs per pipeline (the first is warm-up when more than one)
-    bs:int=256, # Project batch size (the learning rate is scaled by bs/fastai_bs)
-    fastai_bs:int=64, # Batch size of the typical fastai pipeline
-    lr:float=1e-3, # Peak learning rate at fastai_bs
-    num_workers:int=None, # Workers of the typical pipeline (default: fastai's)
-    n_train:int=None, # Use a seeded subset of this many training images
-    steps:int=20, # Timed steps of the synthetic ceiling
-    seed:int=0, # Seed for subset, initialisation and shuffling
-):
-    "Benchmark the project's training path against a typical fastai pipeline and the synthetic ceiling."
+# %% ../nbs/07_bench.ipynb #51a6912d
+def bench_command(data, device, arch, out, split, img_size, epochs, bs, fastai_bs, lr, num_workers, n_train, steps, seed):
+    "What `pneumonia_bench` does with its parsed options (`cli`)."
     if Path(out).exists(): raise SystemExit(f"pneumonia_bench: {out} already exists; choose another --out.")
     try:
         dev = resolve_device(device)

@@ -4,15 +4,13 @@
 
 # %% ../nbs/00_core.ipynb #c0e00004
 from __future__ import annotations
-import datetime, hashlib, importlib.metadata, inspect, os, platform, socket, subprocess, sys, traceback, warnings
+import datetime, hashlib, importlib.metadata, os, platform, socket, subprocess, sys, traceback, warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 import fastcore.xtras  # noqa: F401  (patches Path.read_json and Path.write_json, used across the project)
-from fastcore.docments import docments
-from fastcore.script import Param, str2bool
 from crepes import ConformalClassifier
 from crepes.extras import hinge
 from scipy.optimize import minimize_scalar
@@ -29,11 +27,11 @@ import pneumonia_nb
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['DEVICES', 'OPTION_TYPES', 'CLASSES', 'UNSAFE_WARNINGS', 'TEMPERATURE_BOUNDS', 'THRESHOLD_RULE', 'shared_data',
-           'sha256_file', 'git_state', 'resolve_device', 'run_environment', 'record_failure', 'interactive', 'progress',
-           'warnings_as_lines', 'bool_or_file', 'options_from', 'free_port', 'is_pneumonia', 'labels_at',
-           'decisions_at', 'triage_text', 'triage_metrics', 'check_alpha', 'fit_triage', 'expected_calibration_error',
-           'binary_metrics', 'choose_threshold', 'check_rule', 'threshold_for', 'apply_temperature', 'fit_temperature',
+__all__ = ['DEVICES', 'CLASSES', 'UNSAFE_WARNINGS', 'TEMPERATURE_BOUNDS', 'THRESHOLD_RULE', 'shared_data', 'sha256_file',
+           'git_state', 'resolve_device', 'run_environment', 'record_failure', 'interactive', 'progress',
+           'warnings_as_lines', 'free_port', 'is_pneumonia', 'labels_at', 'decisions_at', 'triage_text',
+           'triage_metrics', 'check_alpha', 'fit_triage', 'expected_calibration_error', 'binary_metrics',
+           'choose_threshold', 'check_rule', 'threshold_for', 'apply_temperature', 'fit_temperature',
            'CalibrationWarning', 'calibration_fit', 'decision_rule']
 
 # %% ../nbs/00_core.ipynb #c0e00006
@@ -126,34 +124,6 @@ def warnings_as_lines(command:str):
         finally:
             for message in dict.fromkeys(str(w.message) for w in caught):
                 print(f"{command}: warning: {message}", file=sys.stderr, flush=True)
-
-# %% ../nbs/00_core.ipynb #6b976e0f
-def bool_or_file(v:str):
-    """A command-line value that is a file (it has a suffix) or else a boolean: `--pretrained weights.safetensors` or
-    `--pretrained true`."""
-    return v if Path(v).suffix else str2bool(v)
-
-# %% ../nbs/00_core.ipynb #1e4f6122
-OPTION_TYPES = {'int': int, 'float': float, 'bool': str2bool, 'bool | str': bool_or_file}
-
-def _option(name:str, d:dict, env:dict, flags:bool) -> inspect.Parameter:
-    "One keyword option of `options_from`: `d` is the field's `docments` entry."
-    said = f"{d['docment']} (default: {d['default']}{f'; env {env[name]}' if name in env else ''})"
-    # a string under `annotations`
-    kind = d['anno'] if isinstance(d['anno'], str) else getattr(d['anno'], '__name__', str(d['anno']))
-    anno = Param(said, action='store_true') if flags and kind == 'bool' else Param(said, OPTION_TYPES.get(kind, str))
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=anno)
-
-# %% ../nbs/00_core.ipynb #0a49abc4
-def options_from(cls, env:dict|None=None, flags:bool=False):
-    """A decorator that gives `func` (which takes `**options`) one keyword option per field of the dataclass `cls`,
-    before its own, for `call_parse`."""
-    def give(func):
-        fields = [_option(n, d, env or {}, flags) for n, d in docments(cls, full=True).items() if n != 'return']
-        own = [p.replace(kind=p.KEYWORD_ONLY) for p in inspect.signature(func).parameters.values() if p.kind != p.VAR_KEYWORD]
-        func.__signature__ = inspect.Signature(fields + own)
-        return func
-    return give
 
 # %% ../nbs/00_core.ipynb #7d1c191b
 def free_port() -> int:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.parallel import parallel
-from fastcore.script import call_parse
 
 from .core import CLASSES
 from .images import IMAGE_EXTS, MIN_SIDE, ImageProblem, is_debris, read_xray
@@ -19,7 +18,7 @@ from .images import IMAGE_EXTS, MIN_SIDE, ImageProblem, is_debris, read_xray
 __all__ = ['OFFICIAL_SPLITS', 'DATA_HELP', 'DATA_ATTRIBUTION', 'VALID_FRAC', 'SPLIT_COLUMNS', 'SUBSETS', 'patient_id', 'pathogen',
            'find_data_root', 'list_files', 'check_image', 'scan_images', 'split_groups', 'duplicate_sets',
            'assign_valid', 'split_scan', 'make_split', 'save_split', 'load_split', 'subset_images', 'split_report',
-           'pneumonia_split']
+           'split_command']
 
 # %% ../nbs/01_data.ipynb #0a1ae348
 OFFICIAL_SPLITS = ('train', 'val', 'test')
@@ -243,17 +242,9 @@ def split_report(df:pd.DataFrame, rejected:pd.DataFrame, duplicates:list) -> str
     lines += [f"  {r.path}: {r.reason}" for r in rejected.itertuples()]
     return '\n'.join(lines)
 
-# %% ../nbs/01_data.ipynb #59c6a84d
-@call_parse
-def pneumonia_split(
-    data:str='data/raw/chest_xray', # Dataset folder (Kaggle, Mendeley or bare NORMAL/PNEUMONIA layout)
-    out:str='data/processed/split.csv', # Split CSV to write
-    seed:int=42, # Random seed for the train/valid draw
-    valid_frac:float=VALID_FRAC, # Fraction of the train+val pool that becomes valid
-    min_side:int=MIN_SIDE, # Images with a shorter side (px) are rejected
-    force:bool=False, # Replace an existing, different CSV
-):
-    "Check every image under `data` and write a patient-grouped, stratified train/valid/test split."
+# %% ../nbs/01_data.ipynb #da6d9def
+def split_command(data, out, seed, valid_frac, min_side, force):
+    "What `pneumonia_split` does with its parsed options (`cli`)."
     try:
         scan = scan_images(data, min_side)
         df, rejected = split_scan(scan, seed, valid_frac)

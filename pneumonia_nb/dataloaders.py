@@ -22,7 +22,6 @@ from fastai.vision.all import (DataBlock, DataLoaders, DisplayedTransform, TfmdD
 from fastai.callback.data import WeightedDL   # also registers DataBlock.weighted_dataloaders
 from fastcore.basics import store_attr
 from fastcore.parallel import parallel
-from fastcore.script import call_parse
 from sklearn.utils.class_weight import compute_class_weight
 from .core import CLASSES
 from .data import find_data_root, load_split
@@ -32,7 +31,7 @@ from .images import read_xray, to_gray8
 __all__ = ['RESIZE_METHODS', 'XRAY_STATS', 'NORMS', 'BALANCE', 'IMAGE_BACKENDS', 'CACHE_VERSION', 'ReadXray',
            'xray_augmentations', 'StandardizeEachImage', 'XrayPhotometric', 'xray_batch_tfms', 'xray_datablock',
            'class_weights', 'xray_dataloaders', 'inference_pipeline', 'inference_dataloader', 'cache_dir', 'cache_key',
-           'build_cache', 'CachedImages', 'CachedDL', 'WeightedCachedDL', 'cached_dataloaders', 'pneumonia_show_batch']
+           'build_cache', 'CachedImages', 'CachedDL', 'WeightedCachedDL', 'cached_dataloaders', 'show_batch_command']
 
 # %% ../nbs/02_dataloaders.ipynb #4739c8af
 class ReadXray:
@@ -258,18 +257,9 @@ def cached_dataloaders(items:pd.DataFrame, root, size:int=224, bs:int=64, resize
         dls.append(WeightedCachedDL(ds, wgts=wgts[m], **kw) if train and wgts is not None else CachedDL(ds, **kw))
     return DataLoaders(*dls, device=device)
 
-# %% ../nbs/02_dataloaders.ipynb #a7f70e96
-@call_parse
-def pneumonia_show_batch(
-    split:str='data/processed/split.csv', # Split CSV from pneumonia_split
-    data:str='data/raw/chest_xray', # Dataset folder the split was made from
-    out:str='data/processed/batch.png', # Picture of a training batch to write (an existing file is kept unless --force)
-    img_size:int=224, # Image side in pixels
-    bs:int=16, # Batch size
-    seed:int=42, # Seed for shuffling and augmentation
-    force:bool=False, # Replace an existing picture at --out
-):
-    "Build the training DataLoaders from a split CSV, describe one batch and save a picture of it."
+# %% ../nbs/02_dataloaders.ipynb #53d8cbea
+def show_batch_command(split, data, out, img_size, bs, seed, force):
+    "What `pneumonia_show_batch` does with its parsed options (`cli`)."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     if Path(out).exists() and not force:

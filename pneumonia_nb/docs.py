@@ -10,7 +10,6 @@ from pathlib import Path
 
 import nbformat
 import yaml
-from fastcore.script import call_parse
 from nbconvert import MarkdownExporter
 from nbdev.config import get_config
 from nbdev.serve import proc_nbs
@@ -19,7 +18,7 @@ from traitlets.config import Config
 # %% auto #0
 __all__ = ['HIDE_SOURCE', 'DocsError', 'frontmatter', 'docs_url', 'plain_markdown', 'plain_notebook', 'notebook_markdown',
            'pandoc_slug', 'write_pages', 'mkdocs_config', 'run_mkdocs', 'remote_loads', 'docs_from_processed',
-           'check_docs_folder', 'readme_text', 'pneumonia_docs']
+           'check_docs_folder', 'readme_text', 'docs_command']
 
 # %% ../nbs/15_docs.ipynb #dc059950
 class DocsError(Exception):
@@ -215,15 +214,9 @@ def readme_text(proc:Path, site:str) -> str:
     page = re.sub(r'\]\((images/)', r'](nbs/\1', page)
     return re.sub(r'\]\(([\w-]+)\.md(#[^)]*)?\)', lambda m: f"]({site}{m[1]}.html{m[2] or ''})", page)
 
-# %% ../nbs/15_docs.ipynb #58f61be9
-@call_parse
-def pneumonia_docs(
-    # Folder of the site (default: doc_path in settings.ini, _docs); replaced only if it holds a site
-    out:str=None,
-    no_readme:bool=False,     # Leave README.md alone (by default it is written from nbs/index.ipynb)
-    n_workers:int=2,          # Processes for nbdev's notebook processing
-):
-    "Build the documentation site from the notebooks without Quarto, and write README.md from index.ipynb."
+# %% ../nbs/15_docs.ipynb #2d7de185
+def docs_command(out, no_readme, n_workers):
+    "What `pneumonia_docs` does with its parsed options (`cli`)."
     cfg = get_config()
     out = Path(out or cfg.config_path/cfg.doc_path)
     try:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 from fastcore.parallel import parallel
-from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar
 from PIL import Image
 
@@ -18,8 +17,8 @@ from .data import DATA_ATTRIBUTION, DATA_HELP, OFFICIAL_SPLITS, find_data_root, 
 from .images import IMAGE_EXTS, is_debris, to_gray8
 
 # %% auto #0
-__all__ = ['SOURCES', 'TEST_DATA', 'fetch', 'check_archive', 'extract_chest_xray', 'class_counts', 'pneumonia_download',
-           'derive_test_data', 'pneumonia_test_data']
+__all__ = ['SOURCES', 'TEST_DATA', 'fetch', 'check_archive', 'extract_chest_xray', 'class_counts', 'download_command',
+           'derive_test_data', 'test_data_command']
 
 # %% ../nbs/01a_download.ipynb #53262eca
 SOURCES = dict(
@@ -120,16 +119,9 @@ def _offline_help(what:str, reason, dest:Path) -> str:
             f"refuses automated downloads, get the data by hand.\n{DATA_HELP}\nPut it in {dest/'chest_xray'}; make run "
             f"reads data/raw/chest_xray, and make run DATA=/path/to/chest_xray reads any other folder.")
 
-# %% ../nbs/01a_download.ipynb #90cabec5
-@call_parse
-def pneumonia_download(
-    dest:str='data/raw', # Folder for the archive and the extracted chest_xray/
-    source:str='mendeley', # mendeley (public, no login) or kaggle (needs the kaggle package and its credentials)
-    url:str=None, # Fetch the archive from this URL instead (a mirror); its counts are not checked
-    size:int=None, # The archive's size in bytes, with --url
-    quiet:bool=False, # No progress bar
-):
-    "Download the chest X-ray dataset (Kermany et al. 2018, CC BY 4.0), check it, and extract it into DEST/chest_xray."
+# %% ../nbs/01a_download.ipynb #b52b555b
+def download_command(dest, source, url, size, quiet):
+    "What `pneumonia_download` does with its parsed options (`cli`)."
     from urllib.parse import urlparse
     dest = Path(dest)
     if (dest/'chest_xray').exists():
@@ -203,15 +195,9 @@ def derive_test_data(data, out, manifests, folders=tuple(TEST_DATA), n_workers:i
         staging.rename(dest); made.append(dest)
     return made
 
-# %% ../nbs/01a_download.ipynb #4a95f8f2
-@call_parse
-def pneumonia_test_data(
-    data:str='data/raw/chest_xray', # The dataset (as pneumonia_download leaves it)
-    out:str='data/processed/test_data', # Where shared_data() looks when there is no shared/data
-    manifests:str='tests/data', # The committed file lists
-):
-    """Derive the notebooks' and tests' real-film folders (chest_xray_sample, chest_xray_224, chest_xray_orig) from a
-    downloaded dataset."""
+# %% ../nbs/01a_download.ipynb #14b9d1d7
+def test_data_command(data, out, manifests):
+    "What `pneumonia_test_data` does with its parsed options (`cli`)."
     try: made = derive_test_data(data, out, manifests)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"pneumonia_test_data: {e}") from None
     for d in made: print(f"{d}: {sum(1 for f in d.rglob('*.jpeg'))} films")

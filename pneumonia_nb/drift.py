@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fastcore.script import Param, call_parse
 from PIL import Image
 
 from .core import progress, resolve_device
@@ -19,7 +18,7 @@ from .monitor import Reference, profile_images, save_reference, window_drift
 
 # %% auto #0
 __all__ = ['read_request_log', 'drift_figure', 'drift_headline', 'drift_advice', 'write_report', 'readable_images',
-           'images_window', 'pneumonia_reference', 'pneumonia_drift']
+           'images_window', 'reference_command', 'drift_command']
 
 # %% ../nbs/09a_drift.ipynb #99ef33af
 def read_request_log(path, ref:Reference, last:int|None=None) -> tuple[np.ndarray, pd.DataFrame]:
@@ -136,18 +135,9 @@ def images_window(model_dir, ref:Reference, folder, device:str='auto', bs:int=64
                                 resolve_device(device), bs)
     return ref.project(emb), table.assign(ood_score=ref.guard.score(emb))
 
-# %% ../nbs/09a_drift.ipynb #18350b7d
-@call_parse
-def pneumonia_reference(
-    model:str='models/default', # Model folder (models/NAME or a run folder)
-    data:str='data/raw/chest_xray', # The data folder the model was trained on (its validation films make the profile)
-    force:bool=False, # Make it again if there is one
-    # Folder holding the same films at their real aspect (e.g. chest_xray_orig) when --data's copies were resized: sizes
-    # from there
-    sizes_from:str=None,
-    device:str='auto', # auto, cpu or cuda
-):
-    "Make a model's reference profile (embeddings, image statistics, guard) from its validation films."
+# %% ../nbs/09a_drift.ipynb #7c0d577e
+def reference_command(model, data, force, sizes_from, device):
+    "What `pneumonia_reference` does with its parsed options (`cli`)."
     try: ref = save_reference(model, data, force, device=device, sizes_from=sizes_from)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         raise SystemExit(f"pneumonia_reference: {e}") from None
@@ -164,18 +154,9 @@ def _drift_window(model, ref:Reference, log, images, window, device) -> tuple[np
         raise ValueError("--window counts the last images of a request log; it does not apply to --images")
     return read_request_log(log, ref, window) if log else images_window(model, ref, images, device)
 
-# %% ../nbs/09a_drift.ipynb #9a1b37f7
-@call_parse
-def pneumonia_drift(
-    out:Param('Folder for drift.json and drift.html (existing reports are never replaced)', str, required=True)=None,
-    model:str='models/default', # Model folder whose reference profile the window is compared with
-    log:str=None, # Request log (JSON lines) written by pneumonia_serve
-    images:str=None, # Folder of images (searched recursively)
-    window:int=None, # With --log: its last N images (default: all)
-    n_perm:int=500, # Permutations of the MMD test
-    device:str='auto', # auto, cpu or cuda
-):
-    "Compare a window of inputs with a model's reference profile: drift.json and drift.html."
+# %% ../nbs/09a_drift.ipynb #97fcc140
+def drift_command(out, model, log, images, window, n_perm, device):
+    "What `pneumonia_drift` does with its parsed options (`cli`)."
     try:
         ref = Reference.load(model)
         proj, table = _drift_window(model, ref, log, images, window, device)

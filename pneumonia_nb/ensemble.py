@@ -8,7 +8,6 @@ import datetime, shutil, time
 from collections import Counter
 from pathlib import Path
 
-from fastcore.script import Param, call_parse
 import fastcore.xtras  # noqa: F401  (Path.read_json, Path.write_json)
 
 from .core import (apply_temperature, decision_rule, resolve_device, run_environment, sha256_file,
@@ -19,7 +18,7 @@ from .models import ENSEMBLE, Ensemble, load_model, save_model_files, stored_dec
 
 # %% auto #0
 __all__ = ['COMBINE', 'split_sha', 'member', 'ensemble_members', 'members_split', 'ensemble_spec', 'make_ensemble',
-           'pneumonia_ensemble']
+           'ensemble_command']
 
 # %% ../nbs/05a_ensemble.ipynb #fe8361cf
 COMBINE = ('logits', 'calibrated')
@@ -129,22 +128,9 @@ def make_ensemble(model_dirs, out, data=None, combine:str='logits', rule:str='se
                                    default=str)
     return metrics
 
-# %% ../nbs/05a_ensemble.ipynb #271ef2bb
-@call_parse
-def pneumonia_ensemble(
-    models:Param('Model folders (runs of pneumonia_train, or models/NAME) trained on one split', str, nargs='+')=None,
-    out:str=None, # New folder for the ensemble (default: runs/ensemble-<time>)
-    data:str=None, # Folder with the members' validation films (default: the first member's training data)
-    split:str=None, # The split CSV the members were trained on (default: a member's split.csv)
-    # logits: average the members' logits; calibrated: their log-odds, each divided by its temperature
-    combine:str='logits',
-    # How the threshold is chosen on the ensemble's validation output: youden or sensitivity:X
-    threshold_rule:str='sensitivity:0.95',
-    bs:int=64, # Batch size
-    device:str='auto', # auto, cpu or cuda
-):
-    """Make one model folder of several trained models (the mean of their logits), with a temperature and threshold
-    fitted on its own validation output."""
+# %% ../nbs/05a_ensemble.ipynb #d5bc3a0f
+def ensemble_command(models, out, data, split, combine, threshold_rule, bs, device):
+    "What `pneumonia_ensemble` does with its parsed options (`cli`)."
     out = Path(out or f"runs/ensemble-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     try:
         with warnings_as_lines('pneumonia_ensemble'):

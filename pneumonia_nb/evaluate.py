@@ -15,7 +15,6 @@ import torch
 from .core import (CLASSES, apply_temperature, binary_metrics, decisions_at, fit_triage, is_pneumonia,
                                labels_at, progress,
                                resolve_device, sha256_file, triage_metrics)
-from fastcore.script import call_parse
 from scipy.stats import spearmanr
 from sklearn.calibration import CalibrationDisplay
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
@@ -30,7 +29,7 @@ from .explain import cam_figure, grad_cam
 # %% auto #0
 __all__ = ['PLOTS', 'TRIAGE_ALPHAS', 'SMOKE_TRAIN_FILMS', 'bootstrap_report', 'triage_report', 'tta_views', 'predict_images',
            'save_plots', 'pick_cases', 'wrap_name', 'save_gradcam', 'eval_dir', 'evaluate_run', 'aspect_cue',
-           'triage_sweep', 'triage_figure', 'format_report', 'run_summary', 'pneumonia_eval']
+           'triage_sweep', 'triage_figure', 'format_report', 'run_summary', 'eval_command']
 
 # %% ../nbs/05_evaluate.ipynb #8e693109
 def bootstrap_report(labels, probs, threshold:float, n_boot:int=1000, seed:int=0) -> dict:
@@ -288,22 +287,9 @@ def run_summary(run_dir, serve_model:str='models/default') -> str:
               f"make serve alone serves {serve_model}; then: curl -F files=@film.jpeg http://127.0.0.1:8000/predict"]
     return '\n'.join(lines)
 
-# %% ../nbs/05_evaluate.ipynb #307aaf8c
-@call_parse
-def pneumonia_eval(
-    model:str='models/default', # Model folder: a run made by pneumonia_train, or models/NAME
-    # Labelled images: a dataset folder (its official test split is scored) or a bare NORMAL/ + PNEUMONIA/ folder
-    data:str='data/raw/chest_xray',
-    subset:str='test', # Subset to score: test (from --data), or valid / train (from the run's split.csv)
-    out:str=None, # Report folder (default: eval/ inside the model folder)
-    tta:bool=False, # Test-time augmentation
-    n_boot:int=1000, # Bootstrap resamples
-    seed:int=0, # Bootstrap seed
-    bs:int=64, # Batch size
-    device:str='auto', # auto, cpu or cuda
-):
-    """Evaluate a model folder: predictions, metrics with bootstrap intervals at the validation-chosen threshold, plots,
-    Grad-CAM."""
+# %% ../nbs/05_evaluate.ipynb #3b261d68
+def eval_command(model, data, subset, out, tta, n_boot, seed, bs, device):
+    "What `pneumonia_eval` does with its parsed options (`cli`)."
     matplotlib.use('Agg')
     try: report = evaluate_run(model, data, subset, tta, n_boot, seed, bs, device, out=out)
     except (FileNotFoundError, FileExistsError, ValueError) as e: raise SystemExit(f"pneumonia_eval: {e}") from None

@@ -12,13 +12,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import yaml
-from fastcore.script import call_parse
 
 from .core import record_failure
 from .evaluate import eval_dir, evaluate_run
 from .models import check_arch
 from .tracking import log_to_mlflow, tracking_uri
-from .train import TrainConfig, load_recipe
+from .config import TrainConfig, load_recipe
 from .launch import run_training_notebook
 
 # %% auto #0
@@ -26,7 +25,7 @@ __all__ = ['GRID_KEYS', 'RESOURCES', 'EVAL_KEYS', 'METRICS', 'GRID_BACKENDS', 'R
            'point_config', 'load_grid', 'point_report_path', 'point_state', 'log_point', 'advance_point',
            'log_point_once', 'run_point', 'collect_runs', 'leaderboard', 'leaderboard_markdown', 'leaderboard_plot',
            'write_leaderboard', 'run_grid', 'import_ray', 'ClusterError', 'nodes_not_seeing', 'cluster_problems',
-           'run_points_on_ray', 'pneumonia_experiments']
+           'run_points_on_ray', 'experiments_command']
 
 # %% ../nbs/06_experiments.ipynb #1c4de7c2
 def grid_points(spec:dict) -> list[dict]:
@@ -336,18 +335,9 @@ def run_points_on_ray(spec:dict, retry_failed:bool=False, address:str|None=None,
     finally: ray.shutdown()
     return counts
 
-# %% ../nbs/06_experiments.ipynb #c89b9a4a
-@call_parse
-def pneumonia_experiments(
-    grid:str, # Grid YAML file
-    out:str=None, # Output folder (default: the file's `out`, else runs/<name>)
-    data:str=None, # Dataset folder, replacing the file's `data`
-    retry_failed:bool=False, # Run failed points again (their folders are kept under _failed/)
-    no_mlflow:bool=False, # Log nothing to MLflow (the folders hold every result; MLflow need not be installed)
-    backend:str='local', # local (the points one after another) or ray (Ray tasks, several at once)
-    address:str=None, # Ray cluster to join (auto, or ray://HOST:PORT); none: a Ray instance on this machine
-):
-    "Run every unfinished point of a grid (train with papermill, then evaluate) and write the leaderboard."
+# %% ../nbs/06_experiments.ipynb #f1c25358
+def experiments_command(grid, out, data, retry_failed, no_mlflow, backend, address):
+    "What `pneumonia_experiments` does with its parsed options (`cli`)."
     matplotlib.use('Agg')
     try:
         spec = load_grid(grid, out=out, data=data, mlflow=False if no_mlflow else None)

@@ -9,16 +9,15 @@ from pathlib import Path
 
 from fastai.vision.all import num_distrib, rank_distrib
 from fastai.distributed import teardown_distrib
-from fastcore.script import call_parse
 
 from .core import record_failure, resolve_device
 from .data import find_data_root, load_split
 from .tracking import log_to_mlflow, tracking_uri
-from .train import (TrainConfig, config_from, config_options, from_rank0, join_process_group,
-                                launch_processes, new_run_dir, train_run)
+from .config import TrainConfig, config_from
+from .train import from_rank0, join_process_group, launch_processes, new_run_dir, train_run
 
 # %% auto #0
-__all__ = ['TRAIN_NOTEBOOK', 'KERNEL_TRIES', 'KernelStartError', 'run_training_notebook', 'pneumonia_train']
+__all__ = ['TRAIN_NOTEBOOK', 'KERNEL_TRIES', 'KernelStartError', 'run_training_notebook', 'train_command']
 
 # %% ../nbs/04b_launch.ipynb #3987b0d4
 # package data: nbs/training_run.ipynb, linked into the package as train.ipynb
@@ -116,19 +115,9 @@ def _train_as_rank(cfg:TrainConfig, runs, experiment:str, no_mlflow:bool, quiet:
     finally: teardown_distrib()
     if rank == 0: _log_and_name(run_dir, experiment, no_mlflow)
 
-# %% ../nbs/04b_launch.ipynb #aecaaeae
-@call_parse
-@config_options
-def pneumonia_train(
-    runs:str='runs', # Folder that receives the new run folder (and the MLflow store)
-    experiment:str='pneumonia_nb', # MLflow experiment name
-    no_mlflow:bool=False, # Do not log the run to MLflow
-    quiet:bool=False, # No per-epoch progress lines on the terminal
-    processes:int=1, # Training processes on this machine (DDP under torchrun; bs stays the global batch)
-    **config,
-):
-    """Train one model into a new run folder (the training notebook under papermill; several processes under torchrun);
-    print that folder last."""
+# %% ../nbs/04b_launch.ipynb #e5ea8e6e
+def train_command(runs, experiment, no_mlflow, quiet, processes, config):
+    "What `pneumonia_train` does with its parsed options (`cli`)."
     try:
         cfg = config_from(**config)
         find_data_root(cfg.data)

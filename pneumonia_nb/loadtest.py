@@ -8,13 +8,12 @@ import asyncio, itertools, json, math, time
 from pathlib import Path
 
 import numpy as np
-from fastcore.script import call_parse
 from prometheus_client.parser import text_string_to_metric_families
 
 from .images import expand_paths
 
 # %% auto #0
-__all__ = ['server_usage', 'usage_summary', 'predict_one', 'client_load', 'load_test', 'pneumonia_loadtest']
+__all__ = ['server_usage', 'usage_summary', 'predict_one', 'client_load', 'load_test', 'loadtest_command']
 
 # %% ../nbs/12a_loadtest.ipynb #d5b28043
 async def server_usage(http, url:str) -> dict|None:
@@ -94,17 +93,9 @@ async def load_test(url:str, images:list[bytes], clients:int=8, requests:int|Non
                                                                                    1) for q in (50, 95, 99)},
                 server=usage_summary(usage))
 
-# %% ../nbs/12a_loadtest.ipynb #2a2d5bde
-@call_parse
-def pneumonia_loadtest(
-    url:str='http://127.0.0.1:8000', # Base URL of a running pneumonia_serve
-    clients:int=8, # Concurrent clients
-    requests:int=200, # Requests in all (one image each); the test stops after them (0: no count, stop after --seconds)
-    seconds:float=None, # Stop after this many seconds (a soak), whichever of the two comes first
-    images:str=None, # Folder of images to send (searched recursively)
-    out:str=None, # JSON file for the results (never replaced)
-):
-    "Measure a running server: images/s and p50/p95/p99 latency under `clients` concurrent clients."
+# %% ../nbs/12a_loadtest.ipynb #8d94d5f3
+def loadtest_command(url, clients, requests, seconds, images, out):
+    "What `pneumonia_loadtest` does with its parsed options (`cli`)."
     if out and Path(out).exists(): raise SystemExit(f"pneumonia_loadtest: {out} already exists; choose another --out.")
     files = expand_paths([images]) if images else []
     if not files: raise SystemExit("pneumonia_loadtest: --images must name a folder with images.")

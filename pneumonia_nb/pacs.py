@@ -13,19 +13,18 @@ import pandas as pd
 import requests
 from dicomweb_client.api import DICOMwebClient
 from fastcore.basics import patch
-from fastcore.script import call_parse
 from prometheus_client import CollectorRegistry, Counter, Histogram, write_to_textfile
 
-from .core import free_port, options_from
+from .core import free_port
 from .images import FILM_MODALITIES, ImageProblem, read_xray
 from .predict import Detector, cam_overlay
 from .records import RequestLog
-from .settings import PACS_ENV, PacsSettings
+from .settings import PacsSettings
 from .sr import NOT_REPORTED, own_series, overlay_sc, report_uids, result_sr
 
 # %% auto #0
 __all__ = ['NOT_IMAGES', 'STUDY_UID', 'SERIES_UID', 'SOP_UID', 'MODALITY', 'DONE', 'ORTHANC_DICOMWEB', 'film_result',
-           'PacsUnreachable', 'PacsWatcher', 'local_orthanc', 'poll_line', 'pneumonia_pacs']
+           'PacsUnreachable', 'PacsWatcher', 'local_orthanc', 'poll_line', 'pacs_command']
 
 # %% ../nbs/14_pacs.ipynb #bc367956
 NOT_IMAGES = ('SR', 'PR', 'KO')         # reports, presentation states, key-object notes: nothing to read
@@ -223,11 +222,9 @@ def poll_line(done:list[dict]) -> str:
     timing = f"; {rep.seconds.mean():.2f} s per reported film" if len(rep) else ''
     return f"{len(df)} new films: " + ', '.join(parts) + timing
 
-# %% ../nbs/14_pacs.ipynb #8f134b0b
-@call_parse
-@options_from(PacsSettings, PACS_ENV, flags=True)
-def pneumonia_pacs(**options):
-    "Watch a PACS over DICOMweb and store an SR with the detector's answer beside each new chest film."
+# %% ../nbs/14_pacs.ipynb #945c2f13
+def pacs_command(options):
+    "What `pneumonia_pacs` does with its parsed options (`cli`)."
     try: s = PacsSettings.from_env(**options)
     except (TypeError, ValueError) as e: raise SystemExit(f"pneumonia_pacs: {e}") from None
     try: det = Detector.load(s.model, s.device)

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import torch
 from fastcore.basics import patch
-from fastcore.script import Param, call_parse
 from fastai.data.load import fa_collate
 from fastai.torch_core import to_device
 from PIL import Image
@@ -24,7 +23,7 @@ from .monitor import Reference
 from .sr import NOT_REPORTED, result_sr
 
 # %% auto #0
-__all__ = ['input_name', 'film_warnings', 'Detector', 'cam_overlay', 'save_cams', 'save_srs', 'summary_line', 'pneumonia_predict']
+__all__ = ['input_name', 'film_warnings', 'Detector', 'cam_overlay', 'save_cams', 'save_srs', 'summary_line', 'predict_command']
 
 # %% ../nbs/11_predict.ipynb #57528781
 def input_name(source, i:int) -> str:
@@ -186,18 +185,9 @@ def summary_line(preds:pd.DataFrame) -> str:
             f"{f'{counts.REFER} REFER, ' if 'REFER' in counts else ''}{preds.problem.notna().sum()} "
             f"unreadable{ood}{warned} (threshold {preds.threshold.iloc[0]:.3f}, model {preds.model.iloc[0]})")
 
-# %% ../nbs/11_predict.ipynb #e8b37dbd
-@call_parse
-def pneumonia_predict(
-    paths:Param('Image files or folders (searched recursively)', str, nargs='+'),
-    model:str='models/default', # Model folder: models/NAME or a run folder
-    out:str=None, # CSV file to write the predictions to (never replaced)
-    cam:str=None, # Folder for Grad-CAM overlays (one PNG per image)
-    sr:str=None, # Folder for DICOM Structured Reports (IHE AI Results), one per DICOM chest film
-    bs:int=32, # Batch size
-    device:str='auto', # auto, cpu or cuda
-):
-    "Predict NORMAL or PNEUMONIA for X-ray images with a trained model, at the model's stored threshold."
+# %% ../nbs/11_predict.ipynb #a91cb890
+def predict_command(paths, model, out, cam, sr, bs, device):
+    "What `pneumonia_predict` does with its parsed options (`cli`)."
     if out and Path(out).exists(): raise SystemExit(f"pneumonia_predict: {out} already exists; choose another --out.")
     try:
         with warnings_as_lines('pneumonia_predict'): det = Detector.load(model, device)

@@ -8,7 +8,6 @@ import datetime, os, shutil
 from pathlib import Path
 
 import pandas as pd
-from fastcore.script import Param, call_parse
 
 from .data import DATA_ATTRIBUTION
 from .models import load_model
@@ -16,7 +15,7 @@ from .monitor import save_reference
 from .tracking import tracking_uri
 
 # %% auto #0
-__all__ = ['MODEL_FILES', 'model_card', 'card_markdown', 'promote', 'register_version', 'pneumonia_promote']
+__all__ = ['MODEL_FILES', 'model_card', 'card_markdown', 'promote', 'register_version', 'promote_command']
 
 # %% ../nbs/10_promote.ipynb #35892e3d
 def model_card(run_dir) -> dict:
@@ -173,20 +172,9 @@ def register_version(model_dir, name:str, uri:str) -> int:
                                      description=(Path(model_dir)/'README.md').read_text())
     return int(mv.version)
 
-# %% ../nbs/10_promote.ipynb #54620eae
-@call_parse
-def pneumonia_promote(
-    model:Param('Run folder made by pneumonia_train (evaluate it first to put its test report on the card)', str,
-                required=True)=None,
-    name:str='default', # Model name: the folder models/NAME and the MLflow registered model
-    models:str='models', # Folder of promoted models
-    force:bool=False, # Replace an existing models/NAME (the old one is moved to models/_replaced/)
-    no_mlflow:bool=False, # Do not register the version in MLflow
-    data:str=None, # Data folder with the run's validation images, for the reference profile (default: the run's own)
-    chosen_by:str=None, # What chose the run's recipe, and on which films, for the card (e.g. a study on a site's films)
-):
-    """Promote a trained run to models/NAME with its model card; register it in MLflow's model registry when tracking is
-    on."""
+# %% ../nbs/10_promote.ipynb #ae1591ad
+def promote_command(model, name, models, force, no_mlflow, data, chosen_by):
+    "What `pneumonia_promote` does with its parsed options (`cli`)."
     try: dest = promote(model, name, models, force, data, chosen_by)
     except (FileNotFoundError, FileExistsError, KeyError) as e: raise SystemExit(f"pneumonia_promote: {e}") from None
     print((dest/"README.md").read_text())

@@ -19,12 +19,10 @@ from fastapi_offline import FastAPIOffline
 from pydantic import WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastcore.basics import patch, store_attr
-from fastcore.script import call_parse
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, multiprocess
 
 import pneumonia_nb
-from .core import options_from
 
 from .images import ImageProblem
 from .middleware import BodyLimit, Counted
@@ -33,11 +31,11 @@ from .predict import Detector
 from .records import LOG_NAMES, RequestLog, ServiceMetrics, hashed_name
 from .batching import Batcher, decode, header_pixels
 from .schema import PredictResponse, refusals
-from .settings import SERVE_ENV, ServeSettings, read_api_keys
+from .settings import ServeSettings, read_api_keys
 from .workers import limit_malloc_arenas, model_threads, supervise
 
 # %% auto #0
-__all__ = ['HTTP_CODES', 'BEARER', 'Film', 'ServiceError', 'Service', 'create_app', 'app_from_env', 'pneumonia_serve']
+__all__ = ['HTTP_CODES', 'BEARER', 'Film', 'ServiceError', 'Service', 'create_app', 'app_from_env', 'serve_command']
 
 # %% ../nbs/12_serve.ipynb #8545ff29
 class ServiceError(Exception):
@@ -359,11 +357,9 @@ def app_from_env() -> FastAPI:
         settings['log_path'] = str(Path(settings['log_path']).with_suffix(f'.{os.getpid()}.jsonl'))
     return create_app(**settings)
 
-# %% ../nbs/12_serve.ipynb #aa63fb18
-@call_parse
-@options_from(ServeSettings, SERVE_ENV, flags=True)
-def pneumonia_serve(**options):
-    "Serve a model over HTTP: POST /predict, GET /health /ready /model /metrics /monitor, OpenAPI at /docs."
+# %% ../nbs/12_serve.ipynb #b93276a4
+def serve_command(options):
+    "What `pneumonia_serve` does with its parsed options (`cli`)."
     try: s = ServeSettings.from_env(**options)
     except (TypeError, ValueError) as e: raise SystemExit(f"pneumonia_serve: {e}") from None
     if not (Path(s.model)/'model.json').is_file():
@@ -383,4 +379,3 @@ def pneumonia_serve(**options):
     # fresh per start, as prometheus-client requires
     os.environ.setdefault('PROMETHEUS_MULTIPROC_DIR', tempfile.mkdtemp(prefix='pneumonia-metrics-'))
     supervise(s.workers, tls)   # this process becomes the workers' light supervisor
-

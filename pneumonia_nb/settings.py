@@ -48,6 +48,11 @@ class ServeSettings:
 
     def __post_init__(self): self._check()   # (`_check`, below)
 
+    @classmethod
+    def from_env(cls, environ=None, **given) -> ServeSettings:
+        "`read_env` with `SERVE_ENV`: the options `given`, else the environment's, else the defaults."
+        return read_env(cls, SERVE_ENV, environ, **given)
+
 # %% ../nbs/11d_settings.ipynb #065d3605
 @patch
 def _check(self:ServeSettings):
@@ -76,12 +81,6 @@ def read_env(cls, env:dict, environ=None, **given):
         try: found[name] = {'int': int, 'float': float}.get(types[name], str)(environ[var])
         except ValueError: raise ValueError(f"{var}={environ[var]!r} is not a valid {types[name]}") from None
     return cls(**{**found, **{k: v for k, v in given.items() if v is not None}})
-
-# %% ../nbs/11d_settings.ipynb #f9bf4e62
-@patch(cls_method=True)
-def from_env(cls:ServeSettings, environ=None, **given) -> ServeSettings:
-    "`read_env` with `SERVE_ENV`: the options `given`, else the environment's, else the defaults."
-    return read_env(cls, SERVE_ENV, environ, **given)
 
 # %% ../nbs/11d_settings.ipynb #f455774f
 @patch

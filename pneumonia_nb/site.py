@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fastcore.script import Param, call_parse
 from PIL import Image
 from scipy.stats import spearmanr
 from sklearn.model_selection import StratifiedGroupKFold
@@ -30,7 +29,7 @@ from .monitor import save_reference
 # %% auto #0
 __all__ = ['MIN_PER_CLASS', 'ADAPTATIONS', 'REFER_ALSO', 'site_films', 'films_sha256', 'fit_decision', 'grouped_folds',
            'cross_validate', 'cv_report', 'site_triage', 'adapt_batchnorm', 'adapt_to_site', 'calibrate',
-           'calibration_summary', 'pneumonia_calibrate', 'valid_probabilities', 'site_probabilities', 'aspect_rho',
+           'calibration_summary', 'calibrate_command', 'valid_probabilities', 'site_probabilities', 'aspect_rho',
            'transfer_report']
 
 # %% ../nbs/13_site.ipynb #76762852
@@ -263,30 +262,15 @@ def calibration_summary(rep:dict, out) -> str:
         f"next: pneumonia_eval --model {out} --data OTHER_LABELLED_FILMS, or serve it: pneumonia_serve --model {out}",
         str(out)])
 
-# %% ../nbs/13_site.ipynb #32bed33e
-@call_parse
-def pneumonia_calibrate(
-    out:Param('New model folder for the site (never replaces an existing one)', str, required=True)=None,
-    model:str='models/default', # Model folder to recalibrate (its weights are copied unchanged, unless --adapt)
-    data:str=None, # The site's labelled films: NORMAL/ and PNEUMONIA/ (at least 15 of each)
-    # Threshold rule on the site films: sensitivity:X (the highest threshold with site sensitivity >= X), or youden
-    rule:str='sensitivity:0.95',
-    folds:int=5, # Patient-grouped cross-validation folds for the estimate
-    seed:int=0, # Seed of the folds and the bootstrap
-    device:str='auto', # auto, cpu or cuda
-    # Also store a triage (NORMAL / PNEUMONIA / REFER) whose per-class error rate is at most this (e.g. 0.05)
-    refer:float=None,
-    adapt:str=None, # Adapt the network to the site's films first (their pixels, not their labels): adabn
-):
-    """Refit a model's decision (temperature and threshold, and a triage with --refer) on a site's labelled films and
-    write a model folder for that site."""
+# %% ../nbs/13_site.ipynb #f3426891
+def calibrate_command(out, model, data, rule, folds, seed, device, refer, adapt):
+    "What `pneumonia_calibrate` does with its parsed options (`cli`)."
     try:
         with warnings_as_lines('pneumonia_calibrate'):
             rep = calibrate(model, data, out, rule, folds, seed, device, refer=refer, adapt=adapt)
     except (FileNotFoundError, FileExistsError, ValueError, TypeError) as e:
         raise SystemExit(f"pneumonia_calibrate: {e}") from None
     print(calibration_summary(rep, out))
-
 
 # %% ../nbs/13_site.ipynb #1609fb19
 def valid_probabilities(model_dirs) -> tuple[np.ndarray, np.ndarray]:

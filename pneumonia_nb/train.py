@@ -4,15 +4,12 @@
 
 # %% ../nbs/04_train.ipynb #4a67b4b2
 from __future__ import annotations
-import dataclasses, datetime, hashlib, importlib.resources, os, shutil, subprocess, sys, time
-from dataclasses import dataclass
+import dataclasses, datetime, hashlib, os, shutil, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from .core import (CLASSES, DEVICES, apply_temperature, check_rule, decision_rule, options_from,
-                               resolve_device, run_environment, sha256_file)
 from fastai.vision.all import (Callback, Learner, CrossEntropyLossFlat, MixUp, CutMix, RocAucBinary, SaveModelCallback,
                                CSVLogger, accuracy, ProgressCallback, distrib_barrier, find_bs, noop, num_distrib,
                                rank_distrib, skm_to_fastai, set_seed, to_detach)
@@ -20,77 +17,17 @@ from fastai.distributed import DistributedDL
 from fastcore.basics import patch, store_attr
 from sklearn.metrics import recall_score
 from timm.utils import ModelEmaV3
-import yaml
 
+from .core import CLASSES, apply_temperature, decision_rule, resolve_device, run_environment, sha256_file
+from .config import TrainConfig
 from .data import load_split, make_split, save_split
-from .dataloaders import (IMAGE_BACKENDS, BALANCE, NORMS, RESIZE_METHODS, XRAY_STATS, class_weights,
-                                      xray_dataloaders)
-from .models import check_arch, create_model, save_model_files
+from .dataloaders import XRAY_STATS, class_weights, xray_dataloaders
+from .models import create_model, save_model_files
 
 # %% auto #0
-__all__ = ['MIXES', 'RUN_FILES', 'RECIPES', 'config_options', 'TrainConfig', 'split_table', 'build_learner', 'EMA',
-           'training_callbacks', 'kept_epoch', 'TerminalProgress', 'validation_predictions', 'join_process_group',
-           'from_rank0', 'gather_records', 'RankLedger', 'launch_processes', 'train_run', 'new_run_dir', 'load_recipe',
-           'config_from']
-
-# %% ../nbs/04_train.ipynb #4ec78089
-def _absolute(p): return str(Path(p).expanduser().resolve()) if p else p
-
-# %% ../nbs/04_train.ipynb #69f3c8f1
-MIXES = ('none', 'mixup', 'cutmix')   # training-batch mixing (fastai's MixUp and CutMix callbacks)
-
-# %% ../nbs/04_train.ipynb #9242ef46
-@dataclass
-class TrainConfig:
-    "Everything that decides the outcome of one training run."
-    arch:str = 'resnet18'            # `cnn`, `cnn_deep` or a timm model name (resnet18, vit_tiny_patch16_224, ...)
-    data:str = 'data/raw/chest_xray' # dataset folder
-    split:str|None = None            # split CSV from pneumonia_split; None: made from `data` with `split_seed`
-    split_seed:int = 42              # seed of the train/valid draw when the split is made here
-    img_size:int = 224               # square input side (px)
-    resize_method:str = 'squish'     # squish, pad or crop
-    epochs:int = 10                  # training epochs (one-cycle schedule)
-    lr:float = 1e-3                  # peak learning rate of the one-cycle schedule
-    bs:int = 64                      # batch size
-    wd:float = 0.01                  # weight decay
-    balance:str = 'none'             # class balance: none, sampler or loss
-    aug_mult:float = 1.0             # augmentation strength (0: none)
-    label_smoothing:float = 0.0      # label smoothing of the cross-entropy
-    pretrained:bool|str = False      # False, True (timm hub) or a weights file (.safetensors or state dict)
-    seed:int = 42                    # model init, shuffling, augmentation
-    device:str = 'auto'              # auto, cpu or cuda
-    mixed_precision:bool = True      # bf16 (or fp16) autocast on CUDA; always fp32 on the CPU
-    num_workers:int = 0              # loader worker processes (pil backend)
-    backend:str = 'pil'              # pil (per-item decoding) or cache (decode once, augment on the device)
-    # random aspect/scale crops of training batches (0: off; 0.2: aspect x/÷1.22, >= 80% of the film)
-    aspect_jitter:float = 0.0
-    # intensity normalisation: dataset (fixed mean/std) or image (each film to zero mean, unit std)
-    norm:str = 'dataset'
-    # decay of a moving average of the weights used for validation and the saved model (0: off)
-    ema:float = 0.0
-    # per-film gamma, contrast, blur/sharpen and noise jitter of training batches (0: off; 1: strongest)
-    photometric:float = 0.0
-    mixup:str = 'none'               # training-batch mixing: none, mixup or cutmix (fastai's callbacks)
-    # how the stored threshold is chosen on validation: youden or sensitivity:X (e.g. sensitivity:0.95)
-    threshold_rule:str = 'youden'
-    recipe:str|None = None           # recipe whose values are the defaults (configs/recipes/NAME.yaml, or a YAML file)
-
-    def __post_init__(self): self._settle()   # (`_settle`, below)
-
-# %% ../nbs/04_train.ipynb #2b699030
-@patch
-def _settle(self:TrainConfig):
-    "Refuse values no run could use, naming the option; make the paths absolute."
-    for k, ok in (('balance', BALANCE), ('resize_method', tuple(RESIZE_METHODS)), ('device', DEVICES),
-                  ('backend', IMAGE_BACKENDS), ('norm', NORMS), ('mixup', MIXES)):
-        if getattr(self, k) not in ok: raise ValueError(f"{k} must be one of {ok}, got {getattr(self, k)!r}")
-    if self.epochs < 1 or self.bs < 1 or self.img_size < 16:
-        raise ValueError(f"epochs, bs must be >= 1 and img_size >= 16: {self}")
-    if not (0 <= self.ema < 1 and 0 <= self.aspect_jitter < 1 and 0 <= self.photometric <= 1):
-        raise ValueError(f"ema and aspect_jitter must be in [0, 1), photometric in [0, 1]: {self}")
-    check_arch(self.arch); check_rule(self.threshold_rule)
-    self.data, self.split = _absolute(self.data), _absolute(self.split)
-    if isinstance(self.pretrained, (str, Path)): self.pretrained = _absolute(self.pretrained)
+__all__ = ['RUN_FILES', 'split_table', 'build_learner', 'EMA', 'training_callbacks', 'kept_epoch', 'TerminalProgress',
+           'validation_predictions', 'join_process_group', 'from_rank0', 'gather_records', 'RankLedger',
+           'launch_processes', 'train_run', 'new_run_dir']
 
 # %% ../nbs/04_train.ipynb #31e07308
 def split_table(cfg:TrainConfig) -> pd.DataFrame:
@@ -234,8 +171,9 @@ class RankLedger(Callback):
 def launch_processes(n:int, args:list[str]) -> int:
     """Run `pneumonia_train ARGS` as `n` processes on this machine under torchrun (its own rendezvous on the loopback);
     returns torchrun's exit status."""
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', '-m',
-           'pneumonia_nb.train', *map(str, args)]
+    script = Path(sys.executable).parent/'pneumonia_train'   # the console script, beside this interpreter
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', '--no-python',
+           str(script), *map(str, args)]
     return subprocess.call(cmd, env={**os.environ, 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', str(max(
         1, (os.cpu_count() or 1) // n)))})
 
@@ -329,28 +267,3 @@ def new_run_dir(runs, cfg:TrainConfig) -> Path:
         try: d.mkdir(); return d
         except FileExistsError: continue
     raise FileExistsError(f"Could not make a new run folder under {runs}")
-
-# %% ../nbs/04_train.ipynb #f9e691d9
-RECIPES = importlib.resources.files('pneumonia_nb')/'recipes'   # configs/recipes, linked into the package
-
-# %% ../nbs/04_train.ipynb #56982378
-def load_recipe(name:str) -> dict:
-    """The `TrainConfig` values of recipe `name` (configs/recipes/NAME.yaml, or a YAML file), with `recipe` set to its
-    name."""
-    path = Path(name) if Path(name).suffix in ('.yaml', '.yml') else Path(RECIPES/f'{name}.yaml')
-    if not path.is_file():
-        raise FileNotFoundError(f"No recipe {name!r} ({path}); the recipes are "
-                                f"{sorted(p.stem for p in Path(RECIPES).glob('*.yaml'))}.")
-    values = yaml.safe_load(path.read_text()) or {}
-    if bad := sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)}):
-        raise ValueError(f"{path}: unknown training parameter(s) {bad}")
-    return {**values, 'recipe': path.stem}
-
-# %% ../nbs/04_train.ipynb #9425b621
-config_options = options_from(TrainConfig)   # pneumonia_train's options: one per field, its comment the help
-
-# %% ../nbs/04_train.ipynb #a5c5ba49
-def config_from(recipe:str|None=None, **options) -> TrainConfig:
-    "The `TrainConfig` of a command line: the recipe's values, then the options that were given (not `None`)."
-    given = {k: v for k, v in options.items() if v is not None}
-    return TrainConfig(**{**(load_recipe(recipe) if recipe else {}), **given})

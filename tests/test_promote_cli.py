@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import ROOT, run_cli
 from pneumonia_nb.core import threshold_for
-from pneumonia_nb.train import load_recipe
+from pneumonia_nb.config import load_recipe
 from pneumonia_nb.models import load_model
 
 
