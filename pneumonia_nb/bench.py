@@ -15,10 +15,10 @@ from fastai.vision.all import (Callback, CrossEntropyLossFlat, ImageDataLoaders,
                                aug_transforms, find_bs, set_seed)
 
 from .data import find_data_root, load_split, make_split
-from .dataloaders import XRAY_STATS, xray_dataloaders
+from .dataloaders import XRAY_STATS
 from .models import create_model
 from .config import TrainConfig
-from .train import build_learner
+from .train import build_learner, config_dataloaders
 
 # %% auto #0
 __all__ = ['synthetic_ceiling', 'Throughput', 'typical_fastai_learner', 'project_learner', 'fit_and_measure', 'bench_arch',
@@ -80,8 +80,7 @@ def typical_fastai_learner(arch:str, items:pd.DataFrame, root, img_size:int, bs:
 def project_learner(arch:str, items:pd.DataFrame, root, img_size:int, bs:int=256, device=None) -> Learner:
     "The project's training path: the uint8 cache with batch augmentation on the device and the project's learner."
     cfg = TrainConfig(arch=arch, data=str(root), img_size=img_size, bs=bs, backend='cache')
-    dls = xray_dataloaders(items, root, size=img_size, bs=bs, device=device, backend='cache')
-    return build_learner(cfg, dls, path=tempfile.mkdtemp())
+    return build_learner(cfg, config_dataloaders(cfg, items, device), path=tempfile.mkdtemp())
 
 # %% ../nbs/07_bench.ipynb #eaaf435b
 def fit_and_measure(learn:Learner, epochs:int, lr:float) -> tuple[float, float]:
@@ -136,7 +135,8 @@ def bench_table(records:list[dict]) -> str:
     return pd.DataFrame(records)[cols].to_string(index=False)
 
 # %% ../nbs/07_bench.ipynb #51a6912d
-def bench_command(data, device, arch, out, split, img_size, epochs, bs, fastai_bs, lr, num_workers, n_train, steps, seed):
+def bench_command(data, device, arch, out, split, img_size, epochs, bs, fastai_bs, lr, num_workers, n_train, steps,
+                  seed):
     "What `pneumonia_bench` does with its parsed options (`cli`)."
     if Path(out).exists(): raise SystemExit(f"pneumonia_bench: {out} already exists; choose another --out.")
     try:

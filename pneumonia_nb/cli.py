@@ -44,7 +44,8 @@ def options_from(cls, env:dict|None=None, flags:bool=False):
     before its own, for `call_parse`."""
     def give(func):
         fields = [_option(n, d, env or {}, flags) for n, d in docments(cls, full=True).items() if n != 'return']
-        own = [p.replace(kind=p.KEYWORD_ONLY) for p in inspect.signature(func).parameters.values() if p.kind != p.VAR_KEYWORD]
+        own = [p.replace(kind=p.KEYWORD_ONLY) for p in inspect.signature(func).parameters.values()
+               if p.kind != p.VAR_KEYWORD]
         func.__signature__ = inspect.Signature(fields + own)
         return func
     return give

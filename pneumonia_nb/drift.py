@@ -96,8 +96,9 @@ def write_report(result:dict, fig, out) -> tuple[Path, Path]:
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90, bbox_inches='tight'); plt.close(fig)
     feats = pd.DataFrame(result['image_statistics']).to_html(index=False, float_format='%.4g')
     e, p = result['embeddings'], result['prediction_drift']
-    embeddings = (e['test'] if e['p_value'] is None else f"{e['test']}: MMD² {e['statistic']:.4g}, p = {e['p_value']:.4g} "
-                  f"({e['n_perm']} permutations); drift: {e['drift']}")
+    embeddings = (e['test'] if e['p_value'] is None else
+                  f"{e['test']}: MMD² {e['statistic']:.4g}, p = {e['p_value']:.4g} ({e['n_perm']} permutations); "
+                  f"drift: {e['drift']}")
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>Drift report: {drift_headline(result)}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head><body>

@@ -28,10 +28,10 @@ __all__ = ['GRID_KEYS', 'RESOURCES', 'EVAL_KEYS', 'METRICS', 'GRID_BACKENDS', 'R
            'run_points_on_ray', 'experiments_command']
 
 # %% ../nbs/06_experiments.ipynb #1c4de7c2
-def grid_points(spec:dict) -> list[dict]:
+def grid_points(study:dict) -> list[dict]:
     "Every combination of the grid's lists, in file order."
-    keys = list(spec['grid'])
-    return [dict(zip(keys, values)) for values in itertools.product(*(spec['grid'][k] for k in keys))]
+    keys = list(study['grid'])
+    return [dict(zip(keys, values)) for values in itertools.product(*(study['grid'][k] for k in keys))]
 
 # %% ../nbs/06_experiments.ipynb #7e4e114f
 def point_name(point:dict) -> str:
@@ -39,13 +39,13 @@ def point_name(point:dict) -> str:
     return '-'.join(str(v) if k in ('arch', 'variant') else f'{k}{v}' for k, v in point.items()).replace('/', '_')
 
 # %% ../nbs/06_experiments.ipynb #95348446
-def point_config(spec:dict, point:dict) -> TrainConfig:
+def point_config(study:dict, point:dict) -> TrainConfig:
     "The `TrainConfig` of one point: the base, the variant's changes, the architecture's overrides, the point's values."
     point = dict(point)
-    variant = spec.get('variants', {}).get(point.pop('variant', None), {})
-    arch = point.get('arch', variant.get('arch', spec['base'].get('arch', TrainConfig.arch)))
-    kw = {**spec['base'], **variant, **spec['arch_overrides'].get(arch, {}), **point}
-    return TrainConfig(**kw, data=spec['data'], split=spec['split'])
+    variant = study.get('variants', {}).get(point.pop('variant', None), {})
+    arch = point.get('arch', variant.get('arch', study['base'].get('arch', TrainConfig.arch)))
+    kw = {**study['base'], **variant, **study['arch_overrides'].get(arch, {}), **point}
+    return TrainConfig(**kw, data=study['data'], split=study['split'])
 
 # %% ../nbs/06_experiments.ipynb #0ad126d4
 GRID_KEYS = {'name', 'data', 'split', 'out', 'base', 'grid', 'arch_overrides', 'variants', 'eval', 'mlflow',
@@ -59,47 +59,48 @@ def load_grid(path, **overrides) -> dict:
     "Read and check a grid YAML; `overrides` (e.g. `data`, `out`) replace its top-level values when not None."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"Grid file {path} does not exist.")
-    spec = yaml.safe_load(path.read_text()) or {}
-    spec.update({k: v for k, v in overrides.items() if v is not None})
-    problems = [f"unknown key {k!r}" for k in set(spec) - GRID_KEYS]
+    study = yaml.safe_load(path.read_text()) or {}
+    study.update({k: v for k, v in overrides.items() if v is not None})
+    problems = [f"unknown key {k!r}" for k in set(study) - GRID_KEYS]
     problems += [f"unknown training parameter {k!r}" for part in (
-        'base', 'grid') for k in (spec.get(part) or {}) if k not in _FIELDS - {'data', 'split'}]
+        'base', 'grid') for k in (study.get(part) or {}) if k not in _FIELDS - {'data', 'split'}]
     problems += [f"{part}.{a}: unknown training parameter {k!r}" for part in ('arch_overrides', 'variants')
-                 for a, o in (spec.get(part) or {}).items() for k in o if k not in _FIELDS]
-    problems += [f"eval: unknown key {k!r}" for k in (spec.get('eval') or {}) if k not in EVAL_KEYS]
+                 for a, o in (study.get(part) or {}).items() for k in o if k not in _FIELDS]
+    problems += [f"eval: unknown key {k!r}" for k in (study.get('eval') or {}) if k not in EVAL_KEYS]
     problems += [f"grid.{k} must be a non-empty list" for k,
-                 v in (spec.get('grid') or {}).items() if not isinstance(v, list) or not v]
-    if not isinstance(spec.get('mlflow', True), bool):
-        problems.append(f"mlflow must be true or false, got {spec['mlflow']!r}")
+                 v in (study.get('grid') or {}).items() if not isinstance(v, list) or not v]
+    if not isinstance(study.get('mlflow', True), bool):
+        problems.append(f"mlflow must be true or false, got {study['mlflow']!r}")
     problems += [f"resources.{k}: must be one of {sorted(RESOURCES)} with a number >= 0, got {v!r}" for k,
-                 v in (spec.get('resources') or {}).items()
+                 v in (study.get('resources') or {}).items()
                  if k not in RESOURCES or not isinstance(v, (int, float)) or v < 0]
     for k in ('name', 'data', 'grid'):
-        if not spec.get(k): problems.append(f"missing {k!r}")
+        if not study.get(k): problems.append(f"missing {k!r}")
     if problems: raise ValueError(f"{path}: " + '; '.join(problems))
-    base = spec.get('base') or {}
+    base = study.get('base') or {}
     if 'recipe' in base: base = {**load_recipe(base['recipe']), **base}
-    spec = dict(spec, out=str(Path(spec.get('out') or f"runs/{spec['name']}").resolve()), base=base,
-                variants=spec.get('variants') or {},
-                arch_overrides=spec.get('arch_overrides') or {}, eval=spec.get('eval') or {}, split=spec.get('split'),
-                mlflow=spec.get('mlflow', True),
-                resources={**RESOURCES, **(spec.get('resources') or {})})
-    if spec['variants']: spec['grid'] = {**spec['grid'], 'variant': list(spec['variants'])}
-    for point in grid_points(spec):
-        try: check_arch(point_config(spec, point).arch)
+    study = dict(study, out=str(Path(study.get('out') or f"runs/{study['name']}").resolve()), base=base,
+                variants=study.get('variants') or {},
+                arch_overrides=study.get('arch_overrides') or {}, eval=study.get('eval') or {},
+                split=study.get('split'),
+                mlflow=study.get('mlflow', True),
+                resources={**RESOURCES, **(study.get('resources') or {})})
+    if study['variants']: study['grid'] = {**study['grid'], 'variant': list(study['variants'])}
+    for point in grid_points(study):
+        try: check_arch(point_config(study, point).arch)
         except ValueError as e: raise ValueError(f"{path}: point {point_name(point)}: {e}") from None
-    return spec
+    return study
 
 # %% ../nbs/06_experiments.ipynb #06d8218d
-def point_report_path(run_dir:Path, spec:dict) -> Path:
+def point_report_path(run_dir:Path, study:dict) -> Path:
     "Where the grid's evaluation of the point in `run_dir` writes its `metrics.json`."
-    return eval_dir(run_dir, spec['eval'].get('subset', 'test'), spec['eval'].get('tta', False))/'metrics.json'
+    return eval_dir(run_dir, study['eval'].get('subset', 'test'), study['eval'].get('tta', False))/'metrics.json'
 
 # %% ../nbs/06_experiments.ipynb #e31163c2
-def point_state(run_dir:Path, spec:dict) -> str:
+def point_state(run_dir:Path, study:dict) -> str:
     "`new`, `done`, `trained`, `failed` or `incomplete`."
     if not run_dir.exists(): return 'new'
-    if point_report_path(run_dir, spec).exists(): return 'done'
+    if point_report_path(run_dir, study).exists(): return 'done'
     if (run_dir/'error.json').exists(): return 'failed'
     if (run_dir/'metrics.json').exists() and (run_dir/'model.safetensors').exists(): return 'trained'
     return 'incomplete'
@@ -111,59 +112,59 @@ def _move_aside(run_dir:Path, where:str) -> Path:
     return run_dir.rename(dest)
 
 # %% ../nbs/06_experiments.ipynb #33fc0171
-def log_point(run_dir:Path, spec:dict):
+def log_point(run_dir:Path, study:dict):
     "Log a finished point to MLflow (once) with its test metrics; remember the MLflow run in `mlflow.json`."
     from mlflow.tracking import MlflowClient
     from mlflow.entities import Metric
-    uri = tracking_uri(Path(spec['out']))
-    run_id = log_to_mlflow(run_dir, spec['name'], uri)
-    report = point_report_path(run_dir, spec).read_json()
+    uri = tracking_uri(Path(study['out']))
+    run_id = log_to_mlflow(run_dir, study['name'], uri)
+    report = point_report_path(run_dir, study).read_json()
     MlflowClient(uri).log_batch(run_id, metrics=[Metric(f"{report['subset']}_{k}", v['value'], 0, 0) for k,
                                                  v in report['at_threshold'].items()])
     (run_dir/'mlflow.json').write_json(dict(tracking_uri=uri, run_id=run_id))
 
 # %% ../nbs/06_experiments.ipynb #736de422
-def advance_point(spec:dict, point:dict, retry_failed:bool=False) -> str:
+def advance_point(study:dict, point:dict, retry_failed:bool=False) -> str:
     """Bring one grid point to `done` if it can (MLflow aside); returns what happened: skipped, ran, evaluated, failed
     or skipped-failed."""
-    run_dir = Path(spec['out'])/point_name(point)
-    state = point_state(run_dir, spec)
+    run_dir = Path(study['out'])/point_name(point)
+    state = point_state(run_dir, study)
     if state == 'done': return 'skipped'
     if state == 'failed' and not retry_failed: return 'skipped-failed'
     if state in ('failed', 'incomplete'): _move_aside(run_dir, f'_{state}')
     if state != 'trained':
         run_dir.mkdir(parents=True)
-        try: run_training_notebook(point_config(spec, point), run_dir)   # leaves error.json when it fails
+        try: run_training_notebook(point_config(study, point), run_dir)   # leaves error.json when it fails
         except Exception: return 'failed'
-    try: evaluate_run(run_dir, spec['data'], **spec['eval'])
+    try: evaluate_run(run_dir, study['data'], **study['eval'])
     except Exception as e: record_failure(run_dir, 'eval', e); return 'failed'
     return 'ran' if state != 'trained' else 'evaluated'
 
 # %% ../nbs/06_experiments.ipynb #24d3e06a
-def log_point_once(spec:dict, point:dict):
+def log_point_once(study:dict, point:dict):
     "Log a finished point to MLflow (when the grid logs) unless its `mlflow.json` says it is logged already."
-    run_dir = Path(spec['out'])/point_name(point)
-    if spec['mlflow'] and point_state(run_dir, spec) == 'done' and not (run_dir/'mlflow.json').exists():
-        log_point(run_dir, spec)
+    run_dir = Path(study['out'])/point_name(point)
+    if study['mlflow'] and point_state(run_dir, study) == 'done' and not (run_dir/'mlflow.json').exists():
+        log_point(run_dir, study)
 
 # %% ../nbs/06_experiments.ipynb #227c9d23
-def run_point(spec:dict, point:dict, retry_failed:bool=False) -> str:
+def run_point(study:dict, point:dict, retry_failed:bool=False) -> str:
     "`advance_point`, then `log_point_once`: one grid point brought as far as it can go, here."
-    outcome = advance_point(spec, point, retry_failed)
-    log_point_once(spec, point)
+    outcome = advance_point(study, point, retry_failed)
+    log_point_once(study, point)
     return outcome
 
 # %% ../nbs/06_experiments.ipynb #344add28
 METRICS = ('roc_auc', 'accuracy', 'sensitivity', 'specificity')
 
 # %% ../nbs/06_experiments.ipynb #e80deae2
-def collect_runs(spec:dict) -> pd.DataFrame:
+def collect_runs(study:dict) -> pd.DataFrame:
     "One row per finished grid point: its grid values, validation metrics, test metrics with intervals, threshold."
     rows = []
-    for point in grid_points(spec):
-        d = Path(spec['out'])/point_name(point)
-        if point_state(d, spec) != 'done': continue
-        val, rep = (d/'metrics.json').read_json(), point_report_path(d, spec).read_json()
+    for point in grid_points(study):
+        d = Path(study['out'])/point_name(point)
+        if point_state(d, study) != 'done': continue
+        val, rep = (d/'metrics.json').read_json(), point_report_path(d, study).read_json()
         row = dict(run=d.name, **point, threshold=rep['threshold']['value'], n_test=rep['n'],
                    wall_seconds=(d/'config.json').read_json().get('wall_seconds'))
         row |= {f'valid_{m}': val[m] for m in METRICS}
@@ -174,9 +175,9 @@ def collect_runs(spec:dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 # %% ../nbs/06_experiments.ipynb #f283653f
-def leaderboard(runs:pd.DataFrame, spec:dict) -> pd.DataFrame:
+def leaderboard(runs:pd.DataFrame, study:dict) -> pd.DataFrame:
     "Mean and sd over seeds per configuration, sorted by mean validation ROC-AUC."
-    keys = [k for k in spec['grid'] if k != 'seed'] or ['run']
+    keys = [k for k in study['grid'] if k != 'seed'] or ['run']
     cols = [f'{s}_{m}' for s in ('valid', 'test') for m in METRICS]
     g = runs.groupby(keys, sort=False)
     board = g[cols].agg(['mean', 'std'])
@@ -188,13 +189,13 @@ def leaderboard(runs:pd.DataFrame, spec:dict) -> pd.DataFrame:
 def _pm(mean, sd) -> str: return f"{mean:.3f} ± {0 if np.isnan(sd) else sd:.3f}"  # mean ± sd; one seed has no sd
 
 # %% ../nbs/06_experiments.ipynb #2fc9ef07
-def leaderboard_markdown(board:pd.DataFrame, runs:pd.DataFrame, spec:dict) -> str:
+def leaderboard_markdown(board:pd.DataFrame, runs:pd.DataFrame, study:dict) -> str:
     "The leaderboard and the per-run table as Markdown, headed by the protocol."
     keys = [c for c in board.columns if not c.startswith(('valid_', 'test_', 'n_seeds'))]
     n_test = int(runs.n_test.iloc[0]) if len(runs) else 0
     head = (f"Protocol: trained on the train split, checkpoint and decision threshold chosen on the validation split "
             f"(Youden's J), then scored once on the official test split ({n_test} images); mean ± sd over seeds; "
-            f"test intervals are 95% bootstrap intervals ({spec['eval'].get('n_boot', 1000)} resamples).\n")
+            f"test intervals are 95% bootstrap intervals ({study['eval'].get('n_boot', 1000)} resamples).\n")
     t1 = pd.DataFrame({**{k: board[k] for k in keys}, 'seeds': board.n_seeds,
                        **{f'{s} {m}': [_pm(a, b) for a, b in zip(board[f'{s}_{m}_mean'], board[f'{s}_{m}_std'])]
                           for s in ('valid', 'test') for m in METRICS}})
@@ -221,20 +222,20 @@ def leaderboard_plot(runs:pd.DataFrame, board:pd.DataFrame, path) -> Path:
     return Path(path)
 
 # %% ../nbs/06_experiments.ipynb #975f1ce3
-def write_leaderboard(spec:dict) -> pd.DataFrame:
+def write_leaderboard(study:dict) -> pd.DataFrame:
     """Write runs.csv, leaderboard.csv, leaderboard.md and leaderboard.png into the grid's folder and log them to MLflow
     (unless `mlflow` is off)."""
-    out, runs = Path(spec['out']), collect_runs(spec)
+    out, runs = Path(study['out']), collect_runs(study)
     if runs.empty: return runs
-    board = leaderboard(runs, spec)
+    board = leaderboard(runs, study)
     runs.to_csv(out/'runs.csv', index=False)
     board.to_csv(out/'leaderboard.csv', index=False)
-    (out/'leaderboard.md').write_text(leaderboard_markdown(board, runs, spec))
+    (out/'leaderboard.md').write_text(leaderboard_markdown(board, runs, study))
     leaderboard_plot(runs, board, out/'leaderboard.png')
-    if not spec['mlflow']: return board
+    if not study['mlflow']: return board
     from mlflow.tracking import MlflowClient
     client = MlflowClient(tracking_uri(out))
-    exp = client.get_experiment_by_name(spec['name'])
+    exp = client.get_experiment_by_name(study['name'])
     rid = client.create_run(exp.experiment_id, run_name='leaderboard', tags={'kind': 'leaderboard'}).info.run_id
     for f in ('runs.csv', 'leaderboard.csv', 'leaderboard.md', 'leaderboard.png'): client.log_artifact(rid, str(out/f))
     client.set_terminated(rid)
@@ -244,22 +245,22 @@ def write_leaderboard(spec:dict) -> pd.DataFrame:
 GRID_BACKENDS = ('local', 'ray')   # the points one after another here, or as Ray tasks on a cluster
 
 # %% ../nbs/06_experiments.ipynb #f6c161a2
-def run_grid(spec:dict, retry_failed:bool=False, log=print, backend:str='local', address:str|None=None) -> dict:
-    """Run every point of `spec` that is not finished (here in order, or on Ray at `address`); write the leaderboard;
+def run_grid(study:dict, retry_failed:bool=False, log=print, backend:str='local', address:str|None=None) -> dict:
+    """Run every point of `study` that is not finished (here in order, or on Ray at `address`); write the leaderboard;
     return the count of each outcome."""
     if backend not in GRID_BACKENDS: raise ValueError(f"backend must be one of {GRID_BACKENDS}, got {backend!r}")
-    Path(spec['out']).mkdir(parents=True, exist_ok=True)
-    counts = (run_points_on_ray(spec, retry_failed, address, log) if backend == 'ray'
-              else _run_points_here(spec, retry_failed, log))
-    write_leaderboard(spec)
+    Path(study['out']).mkdir(parents=True, exist_ok=True)
+    counts = (run_points_on_ray(study, retry_failed, address, log) if backend == 'ray'
+              else _run_points_here(study, retry_failed, log))
+    write_leaderboard(study)
     return counts
 
 # %% ../nbs/06_experiments.ipynb #afc7881e
-def _run_points_here(spec:dict, retry_failed:bool, log) -> dict:
-    pts, counts = grid_points(spec), {}
+def _run_points_here(study:dict, retry_failed:bool, log) -> dict:
+    pts, counts = grid_points(study), {}
     for i, point in enumerate(pts, 1):
         log(f"[{i}/{len(pts)}] {point_name(point)} ...")
-        outcome = run_point(spec, point, retry_failed)
+        outcome = run_point(study, point, retry_failed)
         counts[outcome] = counts.get(outcome, 0) + 1
         log(f"[{i}/{len(pts)}] {point_name(point)}: {outcome}")
     return counts
@@ -292,12 +293,12 @@ def nodes_not_seeing(ray, folder) -> list[str]:
     finally: probe.unlink()
 
 # %% ../nbs/06_experiments.ipynb #cd8a90e0
-def cluster_problems(spec:dict, nodes:int, unseen:list[str], uri:str) -> list[str]:
+def cluster_problems(study:dict, nodes:int, unseen:list[str], uri:str) -> list[str]:
     """Why a grid cannot run on a cluster of `nodes` machines: nodes that do not see its folder (`unseen`), MLflow in a
     local file."""
-    problems = [f"the grid folder {spec['out']} is not visible from node(s) {', '.join(unseen)}: put it on storage "
+    problems = [f"the grid folder {study['out']} is not visible from node(s) {', '.join(unseen)}: put it on storage "
                 f"every node mounts"] if unseen else []
-    if nodes > 1 and spec['mlflow'] and not uri.startswith(('http://', 'https://')):
+    if nodes > 1 and study['mlflow'] and not uri.startswith(('http://', 'https://')):
         problems.append(f"MLflow would log to {uri} from {nodes} machines: set MLFLOW_TRACKING_URI to a tracking "
                         f"server (http://...), or pass --no_mlflow")
     return problems
@@ -312,24 +313,24 @@ def _outcome(ray, ref, point:dict, log) -> str:
     except ray.exceptions.RayError as e: log(f"{point_name(point)}: {type(e).__name__}: {e}"); return 'failed'
 
 # %% ../nbs/06_experiments.ipynb #09686358
-def run_points_on_ray(spec:dict, retry_failed:bool=False, address:str|None=None, log=print) -> dict:
+def run_points_on_ray(study:dict, retry_failed:bool=False, address:str|None=None, log=print) -> dict:
     """Run the grid's points as Ray tasks (each asking for the grid's `resources`), as many at once as the cluster
     holds; log each to MLflow as it finishes."""
-    ray, pts, counts = import_ray(), grid_points(spec), {}
+    ray, pts, counts = import_ray(), grid_points(study), {}
     ray.init(address=address, include_dashboard=False, logging_level='warning')
     try:
         nodes = sum(n['Alive'] for n in ray.nodes())
-        if problems := cluster_problems(spec, nodes, nodes_not_seeing(ray, spec['out']), tracking_uri(spec['out'])):
+        if problems := cluster_problems(study, nodes, nodes_not_seeing(ray, study['out']), tracking_uri(study['out'])):
             raise ClusterError('; '.join(problems))
-        task = ray.remote(advance_point).options(**spec['resources'], max_retries=RAY_RETRIES)
-        pending = {task.remote(spec, p, retry_failed): p for p in pts}
+        task = ray.remote(advance_point).options(**study['resources'], max_retries=RAY_RETRIES)
+        pending = {task.remote(study, p, retry_failed): p for p in pts}
         log(f"{len(pts)} points on Ray ({nodes} node(s), {ray.cluster_resources().get('CPU', 0):g} CPUs, "
-            f"{spec['resources']} each)")
+            f"{study['resources']} each)")
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)
             point = pending.pop(ref)
             outcome = _outcome(ray, ref, point, log)
-            log_point_once(spec, point)
+            log_point_once(study, point)
             counts[outcome] = counts.get(outcome, 0) + 1
             log(f"[{len(pts) - len(pending)}/{len(pts)}] {point_name(point)}: {outcome}")
     finally: ray.shutdown()
@@ -340,15 +341,15 @@ def experiments_command(grid, out, data, retry_failed, no_mlflow, backend, addre
     "What `pneumonia_experiments` does with its parsed options (`cli`)."
     matplotlib.use('Agg')
     try:
-        spec = load_grid(grid, out=out, data=data, mlflow=False if no_mlflow else None)
+        study = load_grid(grid, out=out, data=data, mlflow=False if no_mlflow else None)
         if backend not in GRID_BACKENDS: raise ValueError(f"--backend must be one of {GRID_BACKENDS}, got {backend!r}")
         if backend == 'ray': import_ray()
-        counts = run_grid(spec, retry_failed, log=lambda s: print(s, flush=True), backend=backend, address=address)
+        counts = run_grid(study, retry_failed, log=lambda s: print(s, flush=True), backend=backend, address=address)
     except (FileNotFoundError, ValueError, ImportError, ClusterError) as e:
         raise SystemExit(f"pneumonia_experiments: {e}") from None
     print(', '.join(f'{v} {k}' for k, v in counts.items()))
-    if (md := Path(spec['out'])/'leaderboard.md').exists(): print(md.read_text())
-    print(spec['out'])
+    if (md := Path(study['out'])/'leaderboard.md').exists(): print(md.read_text())
+    print(study['out'])
     if failed := counts.get('failed', 0) + counts.get('skipped-failed', 0):
         raise SystemExit(f"pneumonia_experiments: {failed} point(s) failed; see error.json in their folders (rerun "
                          f"with --retry_failed).")

@@ -162,8 +162,8 @@ def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0
                 weights_sha256=sha256_file(model_dir/spec['weights']), threshold=decision['threshold']['value'],
                 embedding=dict(layer="input of the last linear layer" + members, dim=emb.shape[1]),
                 guard=dict(method=Guard.method, threshold=guard.threshold, target_flag_rate=target,
-                           calibration=f"{'95th percentile' if target == 0.05 else f'{1 - target:.0%} quantile'} of 5-fold "
-                                       "out-of-fold distances"),
+                           calibration=f"{'95th percentile' if target == 0.05 else f'{1 - target:.0%} quantile'} of "
+                                       f"5-fold out-of-fold distances"),
                 drift=dict(space=f'first {PCA_COMPONENTS} principal components of the reference embeddings'),
                 scoring=scoring,
                 sizes=(f'of the same films in {sizes_from} ({table.aspect.notna().sum()} found; the others unknown)'
@@ -263,7 +263,8 @@ def window_drift(ref:Reference, cur_proj:np.ndarray|None, cur_table:pd.DataFrame
     "`drift_tests` of a window (projected embeddings, or None, and statistics table) against the reference `ref`."
     return dict(drift_tests(ref.projection, ref.table, cur_proj, cur_table, ref.meta['threshold'], **kwargs),
                 reference_id=ref.id,
-                out_of_distribution=int((cur_table.ood_score > ref.guard.threshold).sum()) if 'ood_score' in cur_table else None)
+                out_of_distribution=(int((cur_table.ood_score > ref.guard.threshold).sum())
+                                     if 'ood_score' in cur_table else None))
 
 # %% ../nbs/09_monitor.ipynb #985dd834
 class DriftWindow:
@@ -285,7 +286,8 @@ class DriftWindow:
         out = dict(window=len(table), window_limit=self.size, inputs_seen=self.seen, reference_id=self.ref.id,
                    reference_warning=self.ref.warning,
                    min_window=self.min_size,
-                   share_out_of_distribution=float((table.ood_score > self.ref.guard.threshold).mean()) if len(table) else None,
+                   share_out_of_distribution=(float((table.ood_score > self.ref.guard.threshold).mean())
+                                              if len(table) else None),
                    share_pneumonia=float(is_pneumonia(table.prob_pneumonia,
                                                       self.ref.meta['threshold']).mean()) if len(table) else None)
         out['drift'] = (window_drift(self.ref, np.stack(self.proj), table,

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_pacs.ipynb #b848c6d5
 from __future__ import annotations
-import datetime, json, os, shutil, subprocess, time
+import dataclasses, datetime, json, os, shutil, subprocess, time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,12 +38,9 @@ def film_result(detector:Detector, film:pydicom.Dataset) -> dict:
     warned = img.info['dicom']['warnings']
     if stop := [w for w in warned if w['code'] in NOT_REPORTED]:
         return dict(outcome='skipped', code=stop[0]['code'], reason=stop[0]['detail'])
-    a = detector.assess([img])[0].iloc[0]
-    p, guarded, codes_ = float(a.prob_pneumonia), a.in_distribution is not None, [w['code'] for w in warned]
-    label, decision = (str(x[0]) for x in detector.decide([p], [a.in_distribution], [codes_]))
-    return dict(outcome='reported', decision=decision, label=label, prob_pneumonia=round(p, 6),
-                threshold=detector.threshold,
-                in_distribution=bool(a.in_distribution) if guarded else None, warnings=[w['code'] for w in warned])
+    a, codes = detector.assess([img])[0].iloc[0], [w['code'] for w in warned]
+    ans = detector.verdict(a.prob_pneumonia, a.in_distribution, a.ood_score, codes)
+    return dict(outcome='reported', **dataclasses.asdict(ans), warnings=codes)
 
 # %% ../nbs/14_pacs.ipynb #3b084205
 class PacsUnreachable(ConnectionError):
@@ -157,7 +154,8 @@ def record(self:PacsWatcher, r:dict):
     prev = self.state['films'].get(r['sop_uid'], {})
     self.state['films'][r['sop_uid']] = dict(outcome=r['outcome'], code=r.get('code'), sr_uid=r.get('sr_uid'),
                                              overlay_uid=r.get('overlay_uid'), attempts=prev.get('attempts', 0) + 1,
-                                             time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
+                                             time=datetime.datetime.now(datetime.timezone.utc).isoformat(
+                                                 timespec='seconds'))
     self.save_state()
     self.log.write(dict(time=self.state['films'][r['sop_uid']]['time'], model=self.detector.model_id,
                         **{k: v for k, v in r.items() if k != 'modality'}))

@@ -5,6 +5,7 @@
 # %% ../nbs/11_predict.ipynb #43f865de
 from __future__ import annotations
 import sys, warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ from .monitor import Reference
 from .sr import NOT_REPORTED, result_sr
 
 # %% auto #0
-__all__ = ['input_name', 'film_warnings', 'Detector', 'cam_overlay', 'save_cams', 'save_srs', 'summary_line', 'predict_command']
+__all__ = ['input_name', 'film_warnings', 'Detector', 'Assessment', 'cam_overlay', 'save_cams', 'save_srs', 'summary_line',
+           'predict_command']
 
 # %% ../nbs/11_predict.ipynb #57528781
 def input_name(source, i:int) -> str:
@@ -114,6 +116,29 @@ def decide(self:Detector, probs, in_distribution=None, warnings=None) -> tuple[n
     """The label (at the stored threshold) and the decision (`core.decisions_at`: the triage, REFER where unsafe) of
     each calibrated probability."""
     return labels_at(probs, self.threshold), decisions_at(probs, self.threshold, self.triage, in_distribution, warnings)
+
+# %% ../nbs/11_predict.ipynb #391bc87c
+@dataclass
+class Assessment:
+    """One film's answer: its label at the stored threshold, its decision (REFER under a triage, or when unsafe), the
+    calibrated probability, the threshold, and the guard's verdict and score (None without a reference profile)."""
+    label:str
+    decision:str
+    prob_pneumonia:float
+    threshold:float
+    in_distribution:bool|None
+    ood_score:float|None
+
+# %% ../nbs/11_predict.ipynb #5d66f3e1
+@patch
+def verdict(self:Detector, prob:float, in_distribution=None, ood_score=None, warnings=()) -> Assessment:
+    """The `Assessment` of one film from its calibrated probability, the guard's verdict and score and its DICOM warning
+    codes: `decide`, for one film."""
+    guarded = in_distribution is not None and not pd.isna(in_distribution)
+    labels, decisions = self.decide([prob], [bool(in_distribution) if guarded else None], [list(warnings)])
+    score = round(float(ood_score), 3) if guarded and ood_score is not None else None
+    return Assessment(str(labels[0]), str(decisions[0]), round(float(prob), 6), self.threshold,
+                      bool(in_distribution) if guarded else None, score)
 
 # %% ../nbs/11_predict.ipynb #6137b07f
 @patch

@@ -15,10 +15,10 @@ from .monitor import save_reference
 from .tracking import tracking_uri
 
 # %% auto #0
-__all__ = ['MODEL_FILES', 'model_card', 'card_markdown', 'promote', 'register_version', 'promote_command']
+__all__ = ['MODEL_FILES', 'build_card', 'card_markdown', 'promote', 'register_version', 'promote_command']
 
 # %% ../nbs/10_promote.ipynb #35892e3d
-def model_card(run_dir) -> dict:
+def build_card(run_dir) -> dict:
     "What the model in `run_dir` is, how it was made and what it measured, from the run's own files."
     run_dir = Path(run_dir)
     _, spec = load_model(run_dir)
@@ -77,7 +77,8 @@ def _chosen(card:dict) -> str:
     t, r = card['threshold'], card['test_report']
     said = (f"trained on the split's training films (SHA-256 {card['split_sha256'][:12]}…); its temperature and "
             f"threshold were chosen on {t.get('n_valid', '?')} {t.get('chosen_on', 'valid')} films")
-    said += f"; the {r['n']} {r['subset']} films of {Path(str(r['data'])).name} chose nothing, they only judge." if r else '.'
+    said += (f"; the {r['n']} {r['subset']} films of {Path(str(r['data'])).name} chose nothing, they only judge."
+             if r else '.')
     return said + (f" The recipe: {card['chosen_by'].rstrip('.')}." if card.get('chosen_by') else '')
 
 # %% ../nbs/10_promote.ipynb #944a976d
@@ -131,7 +132,7 @@ def promote(run_dir, name:str, models='models', force:bool=False, data=None, cho
     if dest.exists() and not force:
         raise FileExistsError(f"{dest} already exists; pass --force to replace it (the old one is kept in "
                               f"{models/'_replaced'}).")
-    card, promoted = model_card(run_dir), datetime.datetime.now().isoformat(timespec='seconds')
+    card, promoted = build_card(run_dir), datetime.datetime.now().isoformat(timespec='seconds')
     if chosen_by: card['chosen_by'] = chosen_by
     staging = models/f'.{name}.partial'
     shutil.rmtree(staging, ignore_errors=True); staging.mkdir(parents=True)

@@ -13,7 +13,7 @@ from fastcore.basics import patch, store_attr
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, multiprocess
 
 # %% auto #0
-__all__ = ['LOG_NAMES', 'ServiceMetrics', 'RequestLog', 'hashed_name']
+__all__ = ['ServiceMetrics', 'RequestLog', 'hashed_name']
 
 # %% ../nbs/11a_records.ipynb #5ea030c3
 class ServiceMetrics:
@@ -128,9 +128,6 @@ class RequestLog:
             for name, data in images.items():
                 (Path(self.images_dir)/f"{record['request_id']}-{Path(name).name}").write_bytes(data)
         if self.logger: self.logger.info(json.dumps(record))
-
-# %% ../nbs/11a_records.ipynb #d263ef0f
-LOG_NAMES = ('hashed', 'raw')
 
 # %% ../nbs/11a_records.ipynb #8cded7dd
 def hashed_name(name:str, salt:bytes) -> str:

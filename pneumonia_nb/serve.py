@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_serve.ipynb #d7875b98
 from __future__ import annotations
-import asyncio, datetime, hmac, json, os, secrets, sys, tempfile, time
+import asyncio, dataclasses, datetime, hmac, json, os, secrets, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,7 +28,7 @@ from .images import ImageProblem
 from .middleware import BodyLimit, Counted
 from .monitor import DriftWindow
 from .predict import Detector
-from .records import LOG_NAMES, RequestLog, ServiceMetrics, hashed_name
+from .records import RequestLog, ServiceMetrics, hashed_name
 from .batching import Batcher, decode, header_pixels
 from .schema import PredictResponse, refusals
 from .settings import ServeSettings, read_api_keys
@@ -48,20 +48,12 @@ class ServiceError(Exception):
 # %% ../nbs/12_serve.ipynb #438377ea
 class Service:
     "One served model: its state and its HTTP handlers; `build_app()` makes the FastAPI app that serves it."
-    def __init__(self, model_dir='models/default', max_body_mb:float=20, max_files:int=16, max_batch:int=32,
-                 max_wait_ms:float=10,
-                 log_path=None, log_images=None, device:str='auto', window:int=200, min_window:int=25,
-                 log_max_mb:float=100, log_keep:int=5,
-                 log_names:str='hashed', api_keys=(), open_metrics:bool=False, url:str|None=None,
-                 max_megapixels:float=160,
-                 log_embeddings:bool=False, lanes:int=1):
-        if log_names not in LOG_NAMES: raise ValueError(f"log_names must be one of {LOG_NAMES}, got {log_names!r}")
-        store_attr('model_dir,max_body_mb,max_files,max_batch,max_wait_ms,device,min_window,log_names,open_metrics,url,'
-                   'max_megapixels,log_embeddings,lanes')
-        self.window_size, self.metrics, self.log = (window, ServiceMetrics(),
-                                                    RequestLog(log_path, log_images, log_max_mb, log_keep))
-        self.api_keys, self.salt = ([k.encode() for k in api_keys],
-                                    os.environ.get('PNEUMONIA_LOG_SALT', '').encode() or secrets.token_bytes(16))
+    def __init__(self, settings:ServeSettings|None=None, api_keys=(), url:str|None=None):
+        s = self.settings = settings or ServeSettings(log='')   # the defaults, without a request log
+        self.url, self.metrics, self.log = url, ServiceMetrics(), RequestLog(s.log or None, s.log_images, s.log_max_mb,
+                                                                             s.log_keep)
+        self.api_keys = [k.encode() for k in api_keys]
+        self.salt = os.environ.get('PNEUMONIA_LOG_SALT', '').encode() or secrets.token_bytes(16)
         self.detector = self.batcher = self.window = self.card = None
         self.ready, self.paths = False, frozenset()   # the app's own paths, which `count` names (`build_app` sets them)
 
@@ -69,16 +61,17 @@ class Service:
 @patch
 async def start(self:Service):
     "Load the model and its monitoring window, start the batcher, warm up; then ready."
-    det = self.detector = await asyncio.to_thread(Detector.load, self.model_dir, self.device)
-    self.batcher = Batcher(det, self.max_batch, self.max_wait_ms / 1000, self.metrics, self.lanes)
+    s = self.settings
+    det = self.detector = await asyncio.to_thread(Detector.load, s.model, s.device)
+    self.batcher = Batcher(det, s.max_batch, s.max_wait_ms / 1000, self.metrics, s.lanes)
     # decoding in parallel, off the event loop
     self.decoder = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix='pneumonia-decode')
-    self.window = DriftWindow(det.reference, self.window_size, self.min_window) if det.reference else None
+    self.window = DriftWindow(det.reference, s.window, s.min_window) if det.reference else None
     self.worker = asyncio.create_task(self.batcher.run())
     await asyncio.sleep(0)                                        # let the worker create its queue
     await self.batcher.submit([det.prepare(Image.fromarray(np.random.default_rng(0).integers(0, 256, (
         256, 256), dtype=np.uint8)))])
-    card = Path(self.model_dir)/'card.json'
+    card = Path(s.model)/'card.json'
     self.card = (card.read_json() if card.is_file()
                  else {**det.spec, 'threshold': {'value': det.threshold}, 'temperature': det.temperature})
     self.metrics.model_info.labels(det.model_id, det.spec['arch'], f'{det.threshold:.4f}').set(1)
@@ -93,7 +86,7 @@ def startup_line(self:Service) -> str:
     triage = f", triage at alpha {det.triage['alpha']:g} (REFER when unsure)" if det.triage else ''
     keys = (f'API keys required ({len(self.api_keys)} accepted)' if self.api_keys
             else 'no API keys: anyone who reaches the port is answered')
-    log = f'request log {self.log.path} (file names {self.log_names})' if self.log.path else 'no request log'
+    log = f'request log {self.log.path} (file names {self.settings.log_names})' if self.log.path else 'no request log'
     return (f"pneumonia_serve ready{' at ' + self.url if self.url else ''}: model {det.model_id} ({det.spec['arch']}), "
             f"threshold {det.threshold:.4f} chosen on {chosen}{triage}; {keys}; {log}")
 
@@ -178,19 +171,14 @@ def answer(self:Service, name:str, size:int, stats:dict|None, problem:ImageProbl
     if problem:
         self.metrics.rejected.labels(problem.code.value).inc()
         return dict(r, problem=str(problem), problem_code=problem.code.value)
-    p, guarded = float(a['prob_pneumonia']), a['in_distribution'] is not None
-    codes = [w['code'] for w in (dicom or {}).get('warnings', [])]
-    label, decision = (str(x[0]) for x in self.detector.decide([p], [a['in_distribution']], [codes]))
-    self.metrics.predictions.labels(label).inc()
-    self.metrics.decisions.labels(decision).inc()
-    self.metrics.probability.observe(p)
-    if guarded and not a['in_distribution']: self.metrics.out_of_distribution.inc()
-    for w in (dicom or {}).get('warnings', []): self.metrics.warnings.labels(w['code']).inc()
-    return dict(r, label=label, decision=decision, prob_pneumonia=round(p, 6), threshold=self.detector.threshold,
-                stats=stats,
-                in_distribution=bool(a['in_distribution']) if guarded else None,
-                ood_score=round(float(a['ood_score']), 3) if guarded else None,
-                warnings=(dicom or {}).get('warnings', []),
+    warned = (dicom or {}).get('warnings', [])
+    ans = self.detector.verdict(a['prob_pneumonia'], a['in_distribution'], a['ood_score'], [w['code'] for w in warned])
+    self.metrics.predictions.labels(ans.label).inc()
+    self.metrics.decisions.labels(ans.decision).inc()
+    self.metrics.probability.observe(ans.prob_pneumonia)
+    if ans.in_distribution is False: self.metrics.out_of_distribution.inc()
+    for w in warned: self.metrics.warnings.labels(w['code']).inc()
+    return dict(r, **dataclasses.asdict(ans), stats=stats, warnings=warned,
                 **({'dicom': {k: v for k, v in dicom.items() if k != 'warnings'}} if dicom else {}))
 
 # %% ../nbs/12_serve.ipynb #8346b44c
@@ -200,7 +188,7 @@ def watch(self:Service, results:list[dict], proj:np.ndarray|None):
     their log rows)."""
     if proj is None: return
     done = [r for r in results if 'label' in r]
-    if self.log_embeddings:
+    if self.settings.log_embeddings:
         for r, e in zip(done, proj): r['embedding'] = np.round(e, 5).tolist()
     self.window.add(proj, [dict(r['stats'], prob_pneumonia=r['prob_pneumonia'],
                                 ood_score=r['ood_score']) for r in done])
@@ -210,7 +198,8 @@ def watch(self:Service, results:list[dict], proj:np.ndarray|None):
 def log_request(self:Service, rid:str, files:list, contents:list[bytes], results:list[dict], seconds:float):
     """One JSON line for the request, file names hashed unless `log_names='raw'` (the uploads themselves only if
     `log_images` asked)."""
-    det, name = self.detector, (lambda n: n) if self.log_names == 'raw' else (lambda n: hashed_name(n, self.salt))
+    det, name = (self.detector,
+                 (lambda n: n) if self.settings.log_names == 'raw' else (lambda n: hashed_name(n, self.salt)))
     self.log.write(dict(time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='milliseconds'),
                         request_id=rid, model=det.model_id,
                         reference_id=det.reference.id if det.reference else None, latency_ms=round(seconds * 1000, 2),
@@ -223,14 +212,15 @@ def check_pixels(self:Service, contents:list[bytes]):
     """Refuse (413) a request whose images declare more than `max_megapixels` million pixels in all, before any is
     decoded."""
     megapixels = sum(map(header_pixels, contents)) / 1e6
-    if megapixels > self.max_megapixels:
+    if megapixels > self.settings.max_megapixels:
         self.metrics.rejected.labels('too_many_pixels').inc()
         raise ServiceError(413, 'too_many_pixels',
                            f'the images of this request hold {megapixels:.0f} million pixels; the limit is '
-                           f'{self.max_megapixels:g} million a request')
+                           f'{self.settings.max_megapixels:g} million a request')
 
 # %% ../nbs/12_serve.ipynb #cdf4020f
-# each upload as the schema states it: bytes, at least one (an empty part can be no film; Schemathesis holds the schema to this)
+# each upload as the schema states it: bytes, at least one (an empty part can be no film; Schemathesis holds the
+# schema to this)
 Film = Annotated[UploadFile, WithJsonSchema({'type': 'string', 'format': 'binary', 'minLength': 1,
                                              'description': 'an X-ray: JPEG, PNG or DICOM'})]
 
@@ -241,10 +231,11 @@ async def predict(self:Service, request:Request, files:list[Film] = File(..., mi
     "Predict NORMAL or PNEUMONIA for each uploaded image, at the model's stored threshold."
     t0, rid = time.perf_counter(), request.state.request_id
     if not self.ready: raise ServiceError(503, 'not_ready', 'the model is still loading')
-    if len(files) > self.max_files:
+    if len(files) > self.settings.max_files:
         self.metrics.rejected.labels('too_many_files').inc()
         raise ServiceError(422, 'too_many_files',
-                           f'{len(files)} files in one request; the limit is {self.max_files} (maxItems in the schema)')
+                           f'{len(files)} files in one request; the limit is {self.settings.max_files} (maxItems in '
+                           f'the schema)')
     contents = [await f.read() for f in files]
     # the schema's minLength 1, which FastAPI does not check
     if empty := [f.filename for f, c in zip(files, contents) if not c]:
@@ -293,8 +284,8 @@ def monitor(self:Service):
     reference."""
     if not self.ready: raise ServiceError(503, 'not_ready', 'the model is still loading')
     if not self.window:
-        raise ServiceError(404, 'no_reference', f'{self.model_dir} has no reference profile: make one with '
-                                           f'`pneumonia_reference --model {self.model_dir} --data DATA_DIR`')
+        raise ServiceError(404, 'no_reference', f'{self.settings.model} has no reference profile: make one with '
+                                           f'`pneumonia_reference --model {self.settings.model} --data DATA_DIR`')
     summary = self.window.summary()
     self.metrics.show_monitor(summary)
     return summary
@@ -306,7 +297,7 @@ def build_app(self:Service) -> FastAPI:
     app = FastAPIOffline(title='pneumonia_nb', version=pneumonia_nb.__version__, lifespan=self.lifespan,
                          description='NORMAL / PNEUMONIA for paediatric chest X-rays. A research tool, not a medical '
                                      'device.')
-    app.add_middleware(BodyLimit, max_bytes=int(self.max_body_mb * 2**20),
+    app.add_middleware(BodyLimit, max_bytes=int(self.settings.max_body_mb * 2**20),
                        on_reject=lambda: self.metrics.rejected.labels('body_too_large').inc())
     app.add_middleware(Counted, done=self.count)   # outermost: every answer, 413 included, has its id and is counted
     for exc, handler in ((ServiceError, self.refuse), (RequestValidationError, self.invalid),
@@ -321,8 +312,8 @@ def build_app(self:Service) -> FastAPI:
         responses={503: dict(description='the model is still loading: {"ready": false, "model": null}')})(self.is_ready)
     app.get('/model', dependencies=keyed, responses=refusals(*key))(self.model_card)
     app.get('/monitor', dependencies=keyed, responses=refusals(*key, 404, 503))(self.monitor)
-    app.get('/metrics', dependencies=[] if self.open_metrics else keyed, response_class=PlainTextResponse,
-            responses=refusals(*(() if self.open_metrics else key), media_type='text/plain'))(self.prometheus)
+    app.get('/metrics', dependencies=[] if self.settings.open_metrics else keyed, response_class=PlainTextResponse,
+            responses=refusals(*(() if self.settings.open_metrics else key), media_type='text/plain'))(self.prometheus)
     app.openapi = self.schema_with_limits(app.openapi)
     self.paths = frozenset(r.path for r in app.routes)
     return app
@@ -334,28 +325,29 @@ def schema_with_limits(self:Service, openapi):
     the route is declared)."""
     def schema() -> dict:
         s = openapi()   # FastAPI's own, cached in `app.openapi_schema`: the limit is written into it once
-        s['components']['schemas']['Body_predict_predict_post']['properties']['files']['maxItems'] = self.max_files
+        files = s['components']['schemas']['Body_predict_predict_post']['properties']['files']
+        files['maxItems'] = self.settings.max_files
         return s
     return schema
 
 # %% ../nbs/12_serve.ipynb #b1cff614
-def create_app(model_dir='models/default', **settings) -> FastAPI:
-    "The FastAPI app for the model in `model_dir` (`settings`: those of `Service`)."
-    return Service(model_dir, **settings).build_app()
+def create_app(settings:ServeSettings|None=None, api_keys=(), url:str|None=None) -> FastAPI:
+    "The FastAPI app serving `settings.model` (the defaults, without a request log, if none), with these API keys."
+    return Service(settings, api_keys, url).build_app()
 
 # %% ../nbs/12_serve.ipynb #6d2d6034
 def app_from_env() -> FastAPI:
-    """The app each of several worker processes builds (uvicorn's `factory=True`): settings from
+    """The app each of several worker processes builds (uvicorn's `factory=True`): `ServeSettings`, keys and address from
     `PNEUMONIA_APP_SETTINGS` (JSON), the request log one file per process, the cores shared."""
     import torch
     limit_malloc_arenas()   # this process's own allocator: a spawned worker inherits none of its parent's
-    settings = json.loads(os.environ['PNEUMONIA_APP_SETTINGS'])
+    given = json.loads(os.environ['PNEUMONIA_APP_SETTINGS'])
+    s = ServeSettings(**given['settings'])
     # N workers x all cores each would oversubscribe
-    torch.set_num_threads(model_threads(int(os.environ.get('PNEUMONIA_WORKERS', 1)), settings.get('lanes', 1)))
+    torch.set_num_threads(model_threads(int(os.environ.get('PNEUMONIA_WORKERS', 1)), s.lanes))
     # rotation is not safe across processes
-    if settings.get('log_path'):
-        settings['log_path'] = str(Path(settings['log_path']).with_suffix(f'.{os.getpid()}.jsonl'))
-    return create_app(**settings)
+    if s.log: s = dataclasses.replace(s, log=str(Path(s.log).with_suffix(f'.{os.getpid()}.jsonl')))
+    return create_app(s, given.get('api_keys', ()), given.get('url'))
 
 # %% ../nbs/12_serve.ipynb #b93276a4
 def serve_command(options):
@@ -367,15 +359,15 @@ def serve_command(options):
                          f"pass --model).")
     try: keys = read_api_keys(s.api_keys_file, os.environ.get('PNEUMONIA_API_KEYS'))
     except (OSError, ValueError) as e: raise SystemExit(f"pneumonia_serve: API keys: {e}") from None
-    settings = s.service(keys)
     tls = dict(host=s.host, port=s.port, log_level='warning', ssl_certfile=s.ssl_certfile, ssl_keyfile=s.ssl_keyfile)
     if s.workers == 1:   # this process serves; with several, each worker caps and divides for itself (`app_from_env`)
         import torch, uvicorn
         limit_malloc_arenas()
         torch.set_num_threads(model_threads(1, s.lanes))
-        return uvicorn.run(create_app(**settings), **tls)
+        return uvicorn.run(create_app(s, keys, s.url()), **tls)
     # what each worker process builds its app from
-    os.environ['PNEUMONIA_APP_SETTINGS'], os.environ['PNEUMONIA_WORKERS'] = json.dumps(settings), str(s.workers)
+    given = dict(settings=dataclasses.asdict(s), api_keys=keys, url=s.url())
+    os.environ['PNEUMONIA_APP_SETTINGS'], os.environ['PNEUMONIA_WORKERS'] = json.dumps(given), str(s.workers)
     # fresh per start, as prometheus-client requires
     os.environ.setdefault('PROMETHEUS_MULTIPROC_DIR', tempfile.mkdtemp(prefix='pneumonia-metrics-'))
     supervise(s.workers, tls)   # this process becomes the workers' light supervisor

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from fastcore.basics import patch
 
-from .records import LOG_NAMES
-
 # %% auto #0
-__all__ = ['SERVE_ENV', 'PACS_ENV', 'ServeSettings', 'read_env', 'PacsSettings', 'read_api_keys']
+__all__ = ['LOG_NAMES', 'SERVE_ENV', 'PACS_ENV', 'ServeSettings', 'read_env', 'PacsSettings', 'read_api_keys']
+
+# %% ../nbs/11d_settings.ipynb #9cfca4a1
+LOG_NAMES = ('hashed', 'raw')   # client file names in the request log: hashed (salted) or as sent
 
 # %% ../nbs/11d_settings.ipynb #d313c6e3
 @dataclass
@@ -32,6 +33,7 @@ class ServeSettings:
     log_images:str|None=None # Folder to keep every uploaded image in (off by default: images are private)
     device:str='auto' # auto, cpu or cuda
     window:int=200 # Images in the rolling monitoring window
+    min_window:int=25 # Fewest images in the window before it is tested for drift
     log_max_mb:float=100 # Rotate the request log past this many MB
     log_keep:int=5 # Rotated request logs to keep
     log_names:str='hashed' # Client file names in the log: hashed (salt: env PNEUMONIA_LOG_SALT) or raw
@@ -84,15 +86,9 @@ def read_env(cls, env:dict, environ=None, **given):
 
 # %% ../nbs/11d_settings.ipynb #f455774f
 @patch
-def service(self:ServeSettings, api_keys=()) -> dict:
-    "The settings `Service` (and `create_app`) takes, from these."
-    return dict(model_dir=self.model, max_body_mb=self.max_body_mb, max_files=self.max_files, max_batch=self.max_batch,
-                max_wait_ms=self.max_wait_ms, log_path=self.log or None, log_images=self.log_images, device=self.device,
-                window=self.window, log_max_mb=self.log_max_mb, log_keep=self.log_keep, log_names=self.log_names,
-                api_keys=list(api_keys), open_metrics=self.open_metrics, log_embeddings=self.log_embeddings,
-                url=f"{'https' if self.ssl_certfile else 'http'}://{self.host}:{self.port}",
-                max_megapixels=self.max_megapixels,
-                lanes=self.lanes)
+def url(self:ServeSettings) -> str:
+    "Where the service answers: `http(s)://HOST:PORT`."
+    return f"{'https' if self.ssl_certfile else 'http'}://{self.host}:{self.port}"
 
 # %% ../nbs/11d_settings.ipynb #1b5a0764
 @dataclass

@@ -4,15 +4,15 @@
 
 # %% ../nbs/04_train.ipynb #4a67b4b2
 from __future__ import annotations
-import dataclasses, datetime, hashlib, os, shutil, subprocess, sys, time
+import dataclasses, datetime, hashlib, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from fastai.vision.all import (Callback, Learner, CrossEntropyLossFlat, MixUp, CutMix, RocAucBinary, SaveModelCallback,
-                               CSVLogger, accuracy, ProgressCallback, distrib_barrier, find_bs, noop, num_distrib,
-                               rank_distrib, skm_to_fastai, set_seed, to_detach)
+from fastai.vision.all import (Callback, DataLoaders, Learner, CrossEntropyLossFlat, MixUp, CutMix, RocAucBinary,
+                               SaveModelCallback, CSVLogger, accuracy, ProgressCallback, distrib_barrier, find_bs, noop,
+                               num_distrib, rank_distrib, skm_to_fastai, set_seed, to_detach)
 from fastai.distributed import DistributedDL
 from fastcore.basics import patch, store_attr
 from sklearn.metrics import recall_score
@@ -27,7 +27,7 @@ from .models import create_model, save_model_files
 # %% auto #0
 __all__ = ['RUN_FILES', 'split_table', 'build_learner', 'EMA', 'training_callbacks', 'kept_epoch', 'TerminalProgress',
            'validation_predictions', 'join_process_group', 'from_rank0', 'gather_records', 'RankLedger',
-           'launch_processes', 'train_run', 'new_run_dir']
+           'launch_processes', 'config_dataloaders', 'train_run', 'new_run_dir']
 
 # %% ../nbs/04_train.ipynb #31e07308
 def split_table(cfg:TrainConfig) -> pd.DataFrame:
@@ -171,11 +171,13 @@ class RankLedger(Callback):
 def launch_processes(n:int, args:list[str]) -> int:
     """Run `pneumonia_train ARGS` as `n` processes on this machine under torchrun (its own rendezvous on the loopback);
     returns torchrun's exit status."""
-    script = Path(sys.executable).parent/'pneumonia_train'   # the console script, beside this interpreter
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', '--no-python',
-           str(script), *map(str, args)]
-    return subprocess.call(cmd, env={**os.environ, 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', str(max(
-        1, (os.cpu_count() or 1) // n)))})
+    threads = os.environ.get('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // n)))
+    with tempfile.TemporaryDirectory() as d:   # the command's face as a script, as pip's console script is: no install needed
+        face = Path(d)/'pneumonia_train.py'
+        face.write_text('from pneumonia_nb.cli import pneumonia_train\npneumonia_train()\n')
+        cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', str(face),
+               *map(str, args)]
+        return subprocess.call(cmd, env={**os.environ, 'OMP_NUM_THREADS': threads})
 
 # %% ../nbs/04_train.ipynb #795cf941
 RUN_FILES = ('config.json', 'history.csv', 'metrics.json', 'valid_predictions.csv', 'model.safetensors', 'model.json')
@@ -193,16 +195,22 @@ def _start_record(cfg:TrainConfig, run_dir:Path, split:pd.DataFrame, device:torc
     (run_dir/'config.json').write_json(record, indent=2, default=str)
     return record
 
+# %% ../nbs/04_train.ipynb #e0f833dc
+def config_dataloaders(cfg:TrainConfig, split, device=None, world:int=1) -> DataLoaders:
+    """The loaders `cfg` asks for over the split table or CSV `split`, each of `world` processes taking its share of the
+    batch: the one translation of a configuration into `xray_dataloaders` (training and `07_bench` use it)."""
+    return xray_dataloaders(split, cfg.data, size=cfg.img_size, bs=cfg.bs // world, resize_method=cfg.resize_method,
+                            aug_mult=cfg.aug_mult, balance=cfg.balance, num_workers=cfg.num_workers, device=device,
+                            backend=cfg.backend, aspect_jitter=cfg.aspect_jitter, norm=cfg.norm,
+                            photometric=cfg.photometric)
+
 # %% ../nbs/04_train.ipynb #558506ca
 def _fit(cfg:TrainConfig, split:pd.DataFrame, device:torch.device, run_dir:Path, progress:bool,
          world:int) -> tuple[Learner, RankLedger]:
     """Build the loaders (rank 0 first: it fills the decoded-image cache the others read) and the learner, and fit on
     every process."""
     if rank_distrib(): distrib_barrier()
-    dls = xray_dataloaders(split, cfg.data, size=cfg.img_size, bs=cfg.bs // world, resize_method=cfg.resize_method,
-                           aug_mult=cfg.aug_mult,
-                           balance=cfg.balance, num_workers=cfg.num_workers, device=device, backend=cfg.backend,
-                           aspect_jitter=cfg.aspect_jitter, norm=cfg.norm, photometric=cfg.photometric)
+    dls = config_dataloaders(cfg, split, device, world)
     if not rank_distrib(): distrib_barrier()
     learn, ledger = build_learner(cfg, dls, run_dir), RankLedger()
     # the terminal gets TerminalProgress's lines, not every process's bars

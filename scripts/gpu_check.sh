@@ -43,9 +43,9 @@ export PYTHONPATH=${PYTHONPATH:-$PWD}
   || { echo "gpu_check: a module is missing (above); fetch its wheel into .whl/ (see the header)" >&2; exit 3; }
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
-# the project's commands without an install, through the same shim pip writes for a console script: pn MODULE FUNCTION ARGS...
-pn() { local shim; shim=$(mktemp --suffix=.py); printf 'import sys\nfrom pneumonia_nb.%s import %s\nsys.exit(%s())\n' "$1" "$2" "$2" > "$shim"
-       "$PYTHON" "$shim" "${@:3}"; }
+# the project's commands without an install, through the same shim pip writes for a console script: pn COMMAND ARGS...
+pn() { local shim; shim=$(mktemp --suffix=.py); printf 'import sys\nfrom pneumonia_nb.cli import %s\nsys.exit(%s())\n' "$1" "$1" > "$shim"
+       "$PYTHON" "$shim" "${@:2}"; }
 stamp() { echo "== $(date +%T) $*"; }
 step() { [[ " $STEPS " == *" $1 "* ]]; }
 
@@ -53,17 +53,17 @@ stamp "machine"; (nvidia-smi || echo "no nvidia-smi: $DEVICE") | tee "$OUT/nvidi
 "$PYTHON" -c "import json, sys, pneumonia_nb.core as c; print(json.dumps(c.run_environment(c.resolve_device(sys.argv[1])), indent=1, default=str))" "$DEVICE" > "$OUT/environment.json"
 if step bench; then
   stamp "bench: $ARCHS"
-  pn bench pneumonia_bench --data "$DATA" --device "$DEVICE" --arch $ARCHS --out "$OUT/bench.json" $BENCH_ARGS
+  pn pneumonia_bench --data "$DATA" --device "$DEVICE" --arch $ARCHS --out "$OUT/bench.json" $BENCH_ARGS
 fi
 if step recipe; then
   stamp "gpu recipe"
-  run=$(pn train pneumonia_train --recipe gpu --data "$DATA" --device "$DEVICE" --runs "$OUT/recipe" --no_mlflow $RECIPE_ARGS | tail -1)
-  pn evaluate pneumonia_eval --model "$run" --data "$DATA" --device "$DEVICE"
+  run=$(pn pneumonia_train --recipe gpu --data "$DATA" --device "$DEVICE" --runs "$OUT/recipe" --no_mlflow $RECIPE_ARGS | tail -1)
+  pn pneumonia_eval --model "$run" --data "$DATA" --device "$DEVICE"
 fi
 grid_failed=
 if step grid; then   # no MLflow on the device machine: the run folders and the leaderboard files hold every result
   stamp "grid $GRID"
-  pn experiments pneumonia_experiments "$GRID" --data "$DATA" --out "$OUT/compare" --no_mlflow || grid_failed=1
+  pn pneumonia_experiments "$GRID" --data "$DATA" --out "$OUT/compare" --no_mlflow || grid_failed=1
 fi
 stamp "weights out of $OUT (except the recipe's when under 50 MB)"
 mkdir -p /tmp/gpu-weights
