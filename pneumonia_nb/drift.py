@@ -13,7 +13,7 @@ from PIL import Image
 
 from .core import progress, resolve_device
 from .images import ImageProblem, expand_paths, read_xray
-from .models import load_model, stored_decision
+from .models import ModelFolder
 from .monitor import Reference, profile_images, save_reference, window_drift
 
 # %% auto #0
@@ -131,8 +131,8 @@ def readable_images(folder) -> list[Image.Image]:
 # %% ../nbs/09a_drift.ipynb #49b98222
 def images_window(model_dir, ref:Reference, folder, device:str='auto', bs:int=64) -> tuple[np.ndarray, pd.DataFrame]:
     "Projected embeddings and statistics (with the guard's score) of the readable images under `folder`."
-    model, spec = load_model(model_dir)
-    emb, table = profile_images(model, spec, stored_decision(model_dir, spec)['temperature'], readable_images(folder),
+    model = ModelFolder(model_dir)
+    emb, table = profile_images(model.load(), model.spec, model.decision['temperature'], readable_images(folder),
                                 resolve_device(device), bs)
     return ref.project(emb), table.assign(ood_score=ref.guard.score(emb))
 

@@ -14,7 +14,7 @@ from .core import (apply_temperature, decision_rule, resolve_device, run_environ
                                warnings_as_lines)
 from .data import find_data_root, subset_images
 from .evaluate import predict_images
-from .models import ENSEMBLE, Ensemble, load_model, save_model_files, stored_decision
+from .models import ENSEMBLE, Ensemble, ModelFolder, save_model_files
 
 # %% auto #0
 __all__ = ['COMBINE', 'split_sha', 'member', 'ensemble_members', 'members_split', 'ensemble_spec', 'make_ensemble',
@@ -35,11 +35,11 @@ def split_sha(model_dir) -> str|None:
 def member(model_dir, combine:str='logits') -> tuple:
     """The network of `model_dir` and what the ensemble records of it: where it came from, its weights' SHA-256, its
     preprocessing, temperature and `weight` (1 to average logits, 1/temperature to average calibrated log-odds)."""
-    d = Path(model_dir)
-    net, spec = load_model(d)
+    d, folder = Path(model_dir), ModelFolder(model_dir)
+    spec = folder.spec
     if spec['arch'] == ENSEMBLE: raise ValueError(f"{d} is an ensemble already: list its members instead.")
-    t = stored_decision(d, spec)['temperature']
-    return net, dict(source=str(d), sha256=sha256_file(d/spec['weights']), arch=spec['arch'], img_size=spec['img_size'],
+    t = folder.decision['temperature']
+    return folder.load(), dict(source=str(d), sha256=folder.weights_sha256, arch=spec['arch'], img_size=spec['img_size'],
                      resize_method=spec['resize_method'], norm=spec.get('norm', 'dataset'), mean=spec['mean'],
                      std=spec['std'],
                      temperature=t, weight=1.0 if combine == 'logits' else 1 / t, split_sha256=split_sha(d),

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from .core import (CLASSES, apply_temperature, binary_metrics, decisions_at, fit_triage, is_pneumonia,
                                labels_at, progress,
-                               resolve_device, sha256_file, triage_metrics)
+                               resolve_device, triage_metrics)
 from scipy.stats import spearmanr
 from sklearn.calibration import CalibrationDisplay
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from .data import find_data_root, subset_images
 from .images import read_xray
-from .models import load_model, model_outputs, model_pipeline, stored_decision
+from .models import ModelFolder, model_outputs, model_pipeline
 from .explain import cam_figure, grad_cam
 
 # %% auto #0
@@ -163,8 +163,9 @@ def evaluate_run(model_dir, data, subset:str='test', tta:bool=False, n_boot:int=
     model_dir = Path(model_dir)
     out = Path(out) if out else eval_dir(model_dir, subset, tta)
     if (out/'metrics.json').exists(): raise FileExistsError(f"{out} already holds an evaluation; not replacing it.")
-    model, spec = load_model(model_dir)
-    decision, dev, root = stored_decision(model_dir, spec), resolve_device(device), find_data_root(data)[0]
+    folder = ModelFolder(model_dir)
+    model, spec, decision = folder.load(), folder.spec, folder.decision
+    dev, root = resolve_device(device), find_data_root(data)[0]
     preds = subset_images(subset, data, model_dir/'split.csv')
     out.mkdir(parents=True, exist_ok=True)
     preds['prob_uncalibrated'] = predict_images(model, spec, root, preds, bs, dev, tta)
@@ -181,7 +182,7 @@ def evaluate_run(model_dir, data, subset:str='test', tta:bool=False, n_boot:int=
                   at_0_5=bootstrap_report(y, p, 0.5, n_boot, seed),
                   uncalibrated=dict(ece=raw['ece'], brier=raw['brier']),
                   bootstrap=dict(resamples=n_boot, seed=seed, interval='95% percentile'),
-                  model_sha256=sha256_file(model_dir/'model.safetensors'))
+                  model_sha256=folder.weights_sha256)
     if decision['triage']:
         report.update(_triage_part(model_dir, decision['triage'], y, p, preds.decision, out, n_boot, seed,
                                    f'{subset} of {root.name} ({len(preds)} films)'))

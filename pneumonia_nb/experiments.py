@@ -15,7 +15,7 @@ import yaml
 
 from .core import record_failure
 from .evaluate import eval_dir, evaluate_run
-from .models import check_arch
+from .models import WEIGHTS_FILE, check_arch
 from .tracking import log_to_mlflow, tracking_uri
 from .config import TrainConfig, load_recipe
 from .launch import run_training_notebook
@@ -102,7 +102,7 @@ def point_state(run_dir:Path, study:dict) -> str:
     if not run_dir.exists(): return 'new'
     if point_report_path(run_dir, study).exists(): return 'done'
     if (run_dir/'error.json').exists(): return 'failed'
-    if (run_dir/'metrics.json').exists() and (run_dir/'model.safetensors').exists(): return 'trained'
+    if (run_dir/'metrics.json').exists() and (run_dir/WEIGHTS_FILE).exists(): return 'trained'
     return 'incomplete'
 
 # %% ../nbs/06_experiments.ipynb #d469e3bc

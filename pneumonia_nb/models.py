@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_models.ipynb #1f468631
 from __future__ import annotations
-import os, threading
+import functools, os, threading
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +19,16 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from safetensors.torch import load_file, save
 import fastcore.xtras  # noqa: F401  (Path.read_json, Path.write_json)
+from fastcore.basics import patch
 
-from .core import CLASSES, decision_rule
+from .core import CLASSES, decision_rule, sha256_file
 from .dataloaders import StandardizeEachImage, inference_pipeline
 
 # %% auto #0
-__all__ = ['COMPARED_ARCHS', 'ENSEMBLE', 'MODEL_FORMAT', 'conv_block', 'baseline_cnn', 'expanded_cnn', 'cnn', 'cnn_deep',
-           'model_from_file', 'check_arch', 'create_model', 'model_cost', 'member_view', 'Ensemble', 'save_model_files',
-           'load_model', 'model_pipeline', 'stored_decision', 'embedding_layers', 'model_outputs']
+__all__ = ['COMPARED_ARCHS', 'ENSEMBLE', 'MODEL_FORMAT', 'WEIGHTS_FILE', 'SPEC_FILE', 'MODEL_FILES', 'conv_block', 'baseline_cnn',
+           'expanded_cnn', 'cnn', 'cnn_deep', 'model_from_file', 'check_arch', 'create_model', 'model_cost',
+           'member_view', 'Ensemble', 'ModelFolder', 'save_model_files', 'load_model', 'model_pipeline',
+           'stored_decision', 'embedding_layers', 'model_outputs']
 
 # %% ../nbs/03_models.ipynb #aad43ec4
 def conv_block(ni:int, nf:int, n_convs:int=1, bn:bool=False) -> nn.Sequential:
@@ -173,13 +175,50 @@ class Ensemble(nn.Module):
 
 # %% ../nbs/03_models.ipynb #3334f8ea
 MODEL_FORMAT = 'pneumonia_nb.model/1'
+WEIGHTS_FILE, SPEC_FILE = 'model.safetensors', 'model.json'
+MODEL_FILES = (WEIGHTS_FILE, SPEC_FILE)   # what every model folder holds: the weights and what they are
+
+# %% ../nbs/03_models.ipynb #594d738e
+class ModelFolder:
+    """A model folder (or its `model.json`), read once: its `spec`, `weights` and their `weights_sha256`, the stored
+    `decision`, a promoted model's `card`, and the network (`load`). Every room that opens a model opens it here."""
+    def __init__(self, path):
+        path = Path(path)
+        spec_file = path/SPEC_FILE if path.is_dir() else path
+        if not spec_file.is_file():
+            raise FileNotFoundError(f"{path} is not a model folder: no model.json. Pass a run folder printed by "
+                                    f"pneumonia_train (or a model.json).")
+        self.path, self.spec = spec_file.parent, spec_file.read_json()
+        if self.spec.get('format') != MODEL_FORMAT:
+            raise ValueError(f"{spec_file}: format {self.spec.get('format')!r} is not {MODEL_FORMAT!r}.")
+
+    @property
+    def weights(self) -> Path: return self.path/self.spec['weights']
+    @functools.cached_property
+    def weights_sha256(self) -> str: return sha256_file(self.weights)
+    @functools.cached_property
+    def decision(self) -> dict: return stored_decision(self.path, self.spec)
+    @functools.cached_property
+    def card(self) -> dict|None:
+        "The model card `pneumonia_promote` wrote (None for a run folder)."
+        return (self.path/'card.json').read_json() if (self.path/'card.json').is_file() else None
+
+# %% ../nbs/03_models.ipynb #93298fd3
+@patch
+def load(self:ModelFolder) -> nn.Module:
+    "The network (or `Ensemble`), rebuilt from the spec and the weights, in eval mode."
+    s = self.spec
+    model = (Ensemble([create_model(m['arch'], img_size=m['img_size']) for m in s['members']], s['members'])
+             if s['arch'] == ENSEMBLE else create_model(s['arch'], img_size=s['img_size']))
+    model.load_state_dict(load_file(self.weights))
+    return model.eval()
 
 # %% ../nbs/03_models.ipynb #4fa50592
 def save_model_files(model:nn.Module, out_dir, arch:str, img_size:int, resize_method:str, mean, std, **card) -> Path:
     """Write `model.safetensors` and `model.json` (with the `card` entries, e.g. threshold and temperature) into
     `out_dir`; return the JSON's path."""
     out_dir = Path(out_dir)
-    weights, spec_file = out_dir/'model.safetensors', out_dir/'model.json'
+    weights, spec_file = out_dir/WEIGHTS_FILE, out_dir/SPEC_FILE
     if weights.exists() or spec_file.exists():
         raise FileExistsError(f"{out_dir} already holds a model; not replacing it.")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -194,19 +233,9 @@ def save_model_files(model:nn.Module, out_dir, arch:str, img_size:int, resize_me
 # %% ../nbs/03_models.ipynb #baafbe4c
 def load_model(path) -> tuple[nn.Module, dict]:
     """Rebuild the model (or `Ensemble`) saved by `save_model_files` (from its folder or its `model.json`), in eval
-    mode, with its spec."""
-    path = Path(path)
-    spec_file = path/'model.json' if path.is_dir() else path
-    if not spec_file.is_file():
-        raise FileNotFoundError(f"{path} is not a model folder: no model.json. Pass a run folder printed by "
-                                f"pneumonia_train (or a model.json).")
-    spec = spec_file.read_json()
-    if spec.get('format') != MODEL_FORMAT:
-        raise ValueError(f"{spec_file}: format {spec.get('format')!r} is not {MODEL_FORMAT!r}.")
-    model = (Ensemble([create_model(m['arch'], img_size=m['img_size']) for m in spec['members']], spec['members'])
-             if spec['arch'] == ENSEMBLE else create_model(spec['arch'], img_size=spec['img_size']))
-    model.load_state_dict(load_file(spec_file.parent/spec['weights']))
-    return model.eval(), spec
+    mode, with its spec: `ModelFolder(path)`'s network and spec."""
+    folder = ModelFolder(path)
+    return folder.load(), folder.spec
 
 # %% ../nbs/03_models.ipynb #5c94a325
 def model_pipeline(spec:dict, root=None, bs:int=64, device=None) -> DataLoaders:

@@ -20,7 +20,7 @@ from sklearn.model_selection import KFold
 from .core import apply_temperature, is_pneumonia, progress, resolve_device, sha256_file
 from .data import find_data_root
 from .images import expand_paths, read_xray
-from .models import embedding_layers, load_model, model_outputs, model_pipeline, stored_decision
+from .models import ModelFolder, embedding_layers, model_outputs, model_pipeline
 
 # %% auto #0
 __all__ = ['STAT_FEATURES', 'REFERENCE_FILES', 'PCA_COMPONENTS', 'MIN_REFERENCE', 'MIN_KNOWN', 'NO_EMBEDDINGS',
@@ -136,9 +136,8 @@ def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0
                    sizes_from=None) -> Reference:
     """The reference profile of the model in `model_dir` on `films` (`path`, `label` under `data`; by default its
     validation films, from `valid_predictions.csv`), their sizes from `sizes_from` if given."""
-    model_dir = Path(model_dir)
-    model, spec = load_model(model_dir)
-    decision = stored_decision(model_dir, spec)
+    folder = ModelFolder(model_dir)
+    model_dir, model, spec, decision = folder.path, folder.load(), folder.spec, folder.decision
     valid = pd.read_csv(model_dir/'valid_predictions.csv') if films is None else films
     root, _ = find_data_root(data)
     if missing := [p for p in valid.path if not (root/p).is_file()]:
@@ -159,7 +158,7 @@ def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0
     members = f" of each of its {n} members, side by side" if n > 1 else ""
     meta = dict(format='pneumonia_nb.reference/1', created=datetime.datetime.now().isoformat(timespec='seconds'),
                 data=str(root), n=len(table),
-                weights_sha256=sha256_file(model_dir/spec['weights']), threshold=decision['threshold']['value'],
+                weights_sha256=folder.weights_sha256, threshold=decision['threshold']['value'],
                 embedding=dict(layer="input of the last linear layer" + members, dim=emb.shape[1]),
                 guard=dict(method=Guard.method, threshold=guard.threshold, target_flag_rate=target,
                            calibration=f"{'95th percentile' if target == 0.05 else f'{1 - target:.0%} quantile'} of "

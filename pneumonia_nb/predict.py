@@ -16,10 +16,10 @@ from fastai.data.load import fa_collate
 from fastai.torch_core import to_device
 from PIL import Image
 
-from .core import apply_temperature, decisions_at, labels_at, resolve_device, sha256_file, warnings_as_lines
+from .core import apply_temperature, decisions_at, labels_at, resolve_device, warnings_as_lines
 from .images import ImageProblem, expand_paths, is_dicom, read_dicom, read_xray
 from .explain import cam_figure, grad_cam
-from .models import load_model, model_outputs, model_pipeline, stored_decision
+from .models import SPEC_FILE, ModelFolder, model_outputs, model_pipeline
 from .monitor import Reference
 from .sr import NOT_REPORTED, result_sr
 
@@ -57,15 +57,13 @@ def _read_inputs(items:list) -> tuple[pd.DataFrame, dict]:
 class Detector:
     """A trained model ready to predict: network, preprocessing, stored threshold and temperature, and its
     out-of-distribution guard."""
-    def __init__(self, model:torch.nn.Module, spec:dict, model_dir, device:torch.device, reference:Reference|None=None):
-        self.model = model.to(device).to(memory_format=torch.channels_last).eval()
-        self.spec, self.model_dir, self.device = spec, Path(model_dir), device
-        self.reference = reference
-        decision = stored_decision(model_dir, spec)
-        self.threshold, self.temperature, self.triage = (decision['threshold']['value'], decision['temperature'],
-                                                         decision['triage'])
-        self.model_id = f"{self.model_dir.resolve().name}@{sha256_file(self.model_dir/spec['weights'])[:12]}"
-        self.pipeline = model_pipeline(spec, device=device)
+    def __init__(self, folder:ModelFolder, device:torch.device, reference:Reference|None=None):
+        self.folder, self.spec, self.model_dir, self.device = folder, folder.spec, folder.path, device
+        self.model = folder.load().to(device).to(memory_format=torch.channels_last).eval()
+        self.reference, d = reference, folder.decision
+        self.threshold, self.temperature, self.triage = d['threshold']['value'], d['temperature'], d['triage']
+        self.model_id = f"{self.model_dir.resolve().name}@{folder.weights_sha256[:12]}"
+        self.pipeline = model_pipeline(self.spec, device=device)
         # the loader's transforms, taken out once (`prepare`)
         probe = self.pipeline.test_dl(pd.DataFrame({'image': [Image.new('L', (8, 8))]}))
         self._x_tfms, self._after_item, self._after_batch = (probe.dataset.tls[0].tfms, probe.after_item,
@@ -75,13 +73,13 @@ class Detector:
     def load(cls, model_dir='models/default', device:str='auto') -> Detector:
         """The model in `model_dir` on `device` (`auto`: a GPU when there is one), with its reference profile when it
         has one."""
-        model, spec = load_model(model_dir)
-        try: reference = Reference.load(model_dir)
+        folder = ModelFolder(model_dir)
+        try: reference = Reference.load(folder.path)
         except FileNotFoundError as e:
             reference = None
             warnings.warn(f"{e} Until then predictions carry no out-of-distribution verdict.")
         if reference is not None and reference.warning: warnings.warn(f"{model_dir}: {reference.warning}")
-        return cls(model, spec, model_dir, resolve_device(device), reference)
+        return cls(folder, resolve_device(device), reference)
 
 # %% ../nbs/11_predict.ipynb #f87a3688
 @patch
@@ -218,7 +216,7 @@ def predict_command(paths, model, out, cam, sr, bs, device):
         with warnings_as_lines('pneumonia_predict'): det = Detector.load(model, device)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"pneumonia_predict: {e}") from None
     # a model folder among the inputs is a slip for --model
-    model_dirs = [p for p in paths if (Path(p)/'model.json').is_file()]
+    model_dirs = [p for p in paths if (Path(p)/SPEC_FILE).is_file()]
     found = [(p, expand_paths([p])) for p in paths if p not in model_dirs]
     notes = [f"{p} is a model folder, not images: skipped (pass it as --model {p})" for p in model_dirs]
     notes += [f"no image files in {p}" for p, files in found if not files]

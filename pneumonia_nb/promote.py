@@ -10,18 +10,18 @@ from pathlib import Path
 import pandas as pd
 
 from .data import DATA_ATTRIBUTION
-from .models import load_model
+from .models import MODEL_FILES, ModelFolder
 from .monitor import save_reference
 from .tracking import tracking_uri
 
 # %% auto #0
-__all__ = ['MODEL_FILES', 'build_card', 'card_markdown', 'promote', 'register_version', 'promote_command']
+__all__ = ['PROMOTED_FILES', 'build_card', 'card_markdown', 'promote', 'register_version', 'promote_command']
 
 # %% ../nbs/10_promote.ipynb #35892e3d
 def build_card(run_dir) -> dict:
     "What the model in `run_dir` is, how it was made and what it measured, from the run's own files."
     run_dir = Path(run_dir)
-    _, spec = load_model(run_dir)
+    spec = ModelFolder(run_dir).spec   # the weights are not loaded: the card says what they are
     record = (run_dir/'config.json').read_json()
     env, cfg = record['environment'], record['config']
     report = run_dir/'eval'/'metrics.json'
@@ -111,7 +111,7 @@ def card_markdown(name:str, card:dict) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/10_promote.ipynb #869928de
-MODEL_FILES = ('model.safetensors', 'model.json', 'valid_predictions.csv')
+PROMOTED_FILES = (*MODEL_FILES, 'valid_predictions.csv')   # what a promoted folder keeps of its run
 
 # %% ../nbs/10_promote.ipynb #c538cd00
 def _index_row(name:str, card:dict, promoted:str) -> dict:
@@ -136,7 +136,7 @@ def promote(run_dir, name:str, models='models', force:bool=False, data=None, cho
     if chosen_by: card['chosen_by'] = chosen_by
     staging = models/f'.{name}.partial'
     shutil.rmtree(staging, ignore_errors=True); staging.mkdir(parents=True)
-    for f in MODEL_FILES: shutil.copy2(run_dir/f, staging/f)
+    for f in PROMOTED_FILES: shutil.copy2(run_dir/f, staging/f)
     try: save_reference(staging, data or card['data'])
     except FileNotFoundError as e:
         shutil.rmtree(staging)
@@ -163,7 +163,7 @@ def register_version(model_dir, name:str, uri:str) -> int:
     from mlflow.tracking import MlflowClient
     from mlflow.exceptions import MlflowException
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    card = (Path(model_dir)/'card.json').read_json()
+    card = ModelFolder(model_dir).card
     try: client.create_registered_model(name, description='pneumonia_nb NORMAL/PNEUMONIA chest X-ray classifier')
     except MlflowException: pass   # it exists already: add a version
     tags = dict(arch=card['arch'], threshold=str(card['threshold']['value']), run=card['run'],

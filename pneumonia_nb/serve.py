@@ -26,6 +26,7 @@ import pneumonia_nb
 
 from .images import ImageProblem
 from .middleware import BodyLimit, Counted
+from .models import SPEC_FILE
 from .monitor import DriftWindow
 from .predict import Detector
 from .records import RequestLog, ServiceMetrics, hashed_name
@@ -71,9 +72,7 @@ async def start(self:Service):
     await asyncio.sleep(0)                                        # let the worker create its queue
     await self.batcher.submit([det.prepare(Image.fromarray(np.random.default_rng(0).integers(0, 256, (
         256, 256), dtype=np.uint8)))])
-    card = Path(s.model)/'card.json'
-    self.card = (card.read_json() if card.is_file()
-                 else {**det.spec, 'threshold': {'value': det.threshold}, 'temperature': det.temperature})
+    self.card = det.folder.card or {**det.spec, 'threshold': {'value': det.threshold}, 'temperature': det.temperature}
     self.metrics.model_info.labels(det.model_id, det.spec['arch'], f'{det.threshold:.4f}').set(1)
     self.ready = True
     print(self.startup_line(), file=sys.stderr, flush=True)
@@ -354,7 +353,7 @@ def serve_command(options):
     "What `pneumonia_serve` does with its parsed options (`cli`)."
     try: s = ServeSettings.from_env(**options)
     except (TypeError, ValueError) as e: raise SystemExit(f"pneumonia_serve: {e}") from None
-    if not (Path(s.model)/'model.json').is_file():
+    if not (Path(s.model)/SPEC_FILE).is_file():
         raise SystemExit(f"pneumonia_serve: {s.model} is not a model folder: no model.json (train and promote one, or "
                          f"pass --model).")
     try: keys = read_api_keys(s.api_keys_file, os.environ.get('PNEUMONIA_API_KEYS'))

@@ -23,7 +23,7 @@ from .core import (UNSAFE_WARNINGS, CalibrationWarning, apply_temperature, binar
                                warnings_as_lines)
 from .data import find_data_root, patient_id, subset_images
 from .evaluate import bootstrap_report, predict_images, triage_report
-from .models import load_model, model_pipeline, stored_decision
+from .models import SPEC_FILE, ModelFolder, load_model, model_pipeline
 from .monitor import save_reference
 
 # %% auto #0
@@ -39,7 +39,7 @@ MIN_PER_CLASS = 15
 def site_films(data) -> pd.DataFrame:
     """`path`, `label` and `patient` of the labelled films under `data`; refused if `data` is a model folder or has too
     few films of a class."""
-    if (Path(data)/'model.json').is_file():
+    if (Path(data)/SPEC_FILE).is_file():
         raise ValueError(f"{data} is a model folder, not labelled films: pass it as --model.")
     films = subset_images('test', data)
     manifest = find_data_root(data)[0]/'manifest.csv'
@@ -180,9 +180,10 @@ def calibrate(model_dir, data, out, rule:str='sensitivity:0.95', folds:int=5, se
     adapting the network to their pixels by `adapt`), estimate it by grouped CV, write `out`."""
     model_dir, out = Path(model_dir), Path(out)
     if out.exists(): raise FileExistsError(f"{out} already exists; choose another --out (nothing was changed).")
-    films, (model, spec) = site_films(data), load_model(model_dir)
+    films, folder = site_films(data), ModelFolder(model_dir)
+    model, spec, shipped = folder.load(), folder.spec, folder.decision
     if refer is not None: check_alpha(refer, films.label.value_counts().to_dict())
-    root, shipped, dev = find_data_root(data)[0], stored_decision(model_dir, spec), resolve_device(device)
+    root, dev = find_data_root(data)[0], resolve_device(device)
     if adapt: model, adaptation = adapt_to_site(model, spec, root, films, adapt, dev)
     films['prob_uncalibrated'] = predict_images(model, spec, root, films, device=dev)
     y, pu = (films.label == 'PNEUMONIA').to_numpy().astype(int), films.prob_uncalibrated.to_numpy()
@@ -213,7 +214,7 @@ def _write_site_model(model_dir:Path, out:Path, spec:dict, films:pd.DataFrame, r
     else:
         (staging/spec['weights']).write_bytes(save({k: v.detach().cpu().contiguous() for k,
                                                     v in adapted.state_dict().items()}))
-    (staging/'model.json').write_json(spec, indent=2)
+    (staging/SPEC_FILE).write_json(spec, indent=2)
     films.assign(prob_pneumonia=apply_temperature(films.prob_uncalibrated, spec['temperature'])).to_csv(
         staging/'site_predictions.csv', index=False)
     # what chose this decision, where consumers look for it

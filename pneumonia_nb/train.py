@@ -22,7 +22,7 @@ from .core import CLASSES, apply_temperature, decision_rule, resolve_device, run
 from .config import TrainConfig
 from .data import load_split, make_split, save_split
 from .dataloaders import XRAY_STATS, class_weights, xray_dataloaders
-from .models import create_model, save_model_files
+from .models import MODEL_FILES, create_model, save_model_files
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'split_table', 'build_learner', 'EMA', 'training_callbacks', 'kept_epoch', 'TerminalProgress',
@@ -180,7 +180,7 @@ def launch_processes(n:int, args:list[str]) -> int:
         return subprocess.call(cmd, env={**os.environ, 'OMP_NUM_THREADS': threads})
 
 # %% ../nbs/04_train.ipynb #795cf941
-RUN_FILES = ('config.json', 'history.csv', 'metrics.json', 'valid_predictions.csv', 'model.safetensors', 'model.json')
+RUN_FILES = ('config.json', 'history.csv', 'metrics.json', 'valid_predictions.csv', *MODEL_FILES)
 
 # %% ../nbs/04_train.ipynb #40b042a9
 def _start_record(cfg:TrainConfig, run_dir:Path, split:pd.DataFrame, device:torch.device, world:int) -> dict:
