@@ -26,9 +26,9 @@ import pneumonia_nb
 
 from .images import ImageProblem
 from .middleware import BodyLimit, Counted
-from .models import SPEC_FILE
 from .monitor import DriftWindow
 from .predict import Detector
+from .models import SPEC_FILE
 from .records import RequestLog, ServiceMetrics, hashed_name
 from .batching import Batcher, decode, header_pixels
 from .schema import PredictResponse, refusals
