@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_cli.ipynb #81fec288
 from __future__ import annotations
-import importlib, inspect
+import importlib, inspect, warnings
 from pathlib import Path
 
 from fastcore.docments import docments
@@ -13,6 +13,11 @@ from fastcore.script import Param, call_parse, str2bool
 from .config import TrainConfig
 from .images import MIN_SIDE
 from .settings import PACS_ENV, SERVE_ENV, PacsSettings, ServeSettings
+
+# fastai decorates functions with `torch.jit.script`, deprecated since torch 2.10: set here, before any room loads
+# fastai, so no command's output starts with that notice whatever order its room imports in (`core` sets it too,
+# for the library used from Python)
+warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
 
 # %% auto #0
 __all__ = ['OPTION_TYPES', 'bool_or_file', 'options_from', 'call_room', 'pneumonia_split', 'pneumonia_download',
