@@ -14,7 +14,7 @@ from .core import resolve_device, run_environment
 from fastai.vision.all import (Callback, CrossEntropyLossFlat, ImageDataLoaders, Learner, Resize, RocAucBinary,
                                aug_transforms, find_bs, set_seed)
 
-from .data import find_data_root, load_split, make_split
+from .data import DataRoot, load_split, make_split
 from .dataloaders import XRAY_STATS
 from .models import create_model
 from .config import TrainConfig
@@ -140,15 +140,14 @@ def bench_command(data, device, arch, out, split, img_size, epochs, bs, fastai_b
     "What `pneumonia_bench` does with its parsed options (`cli`)."
     if Path(out).exists(): raise SystemExit(f"pneumonia_bench: {out} already exists; choose another --out.")
     try:
-        dev = resolve_device(device)
+        dev, data = resolve_device(device), DataRoot.find(data)
         items = (load_split(split) if split else make_split(data)[0]).query("split != 'test'").reset_index(drop=True)
     except (RuntimeError, ValueError, FileNotFoundError) as e: raise SystemExit(f"pneumonia_bench: {e}") from None
     if n_train:
         keep = items[items.split == 'train'].sample(n=min(n_train, (items.split == 'train').sum()),
                                                     random_state=seed).index
         items = items[(items.split == 'valid') | items.index.isin(keep)].reset_index(drop=True)
-    root = find_data_root(data)[0]
-    records = [bench_arch(a, items, root, dev, img_size, epochs, bs, fastai_bs, lr, num_workers, steps,
+    records = [bench_arch(a, items, data.path, dev, img_size, epochs, bs, fastai_bs, lr, num_workers, steps,
                           seed) for a in arch]
     machine = dict(run_environment(dev), cpu_count=os.cpu_count())
     Path(out).write_text(json.dumps(dict(machine=machine, records=records), indent=2) + '\n')

@@ -5,6 +5,7 @@
 # %% ../nbs/01_data.ipynb #245ccd1a
 from __future__ import annotations
 import hashlib, os, re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,8 @@ from .images import IMAGE_EXTS, MIN_SIDE, ImageProblem, is_debris, read_xray
 
 # %% auto #0
 __all__ = ['OFFICIAL_SPLITS', 'DATA_HELP', 'DATA_ATTRIBUTION', 'VALID_FRAC', 'SPLIT_COLUMNS', 'SUBSETS', 'patient_id', 'pathogen',
-           'find_data_root', 'list_files', 'check_image', 'scan_images', 'split_groups', 'duplicate_sets',
-           'assign_valid', 'split_scan', 'make_split', 'save_split', 'load_split', 'subset_images', 'split_report',
-           'split_command']
+           'DataRoot', 'list_files', 'check_image', 'scan_images', 'split_groups', 'duplicate_sets', 'assign_valid',
+           'split_scan', 'make_split', 'save_split', 'load_split', 'subset_images', 'split_report', 'split_command']
 
 # %% ../nbs/01_data.ipynb #0a1ae348
 OFFICIAL_SPLITS = ('train', 'val', 'test')
@@ -64,22 +64,37 @@ def _layout_at(d:Path) -> dict|None:
     return None
 
 # %% ../nbs/01_data.ipynb #714b09a1
-def find_data_root(data) -> tuple[Path, dict]:
-    "The dataset root at or below `data` and its split folders; a clear error when there is none."
-    data = Path(data).expanduser()
-    if not data.is_dir(): raise FileNotFoundError(f"Data folder {data} does not exist.\n{DATA_HELP}")
-    candidates = [data] + sorted(d for d in data.iterdir() if d.is_dir() and not is_debris(d.name))
-    candidates += sorted(s for d in candidates[1:] for s in d.iterdir() if s.is_dir() and not is_debris(s.name))
-    for d in candidates:
-        if (layout := _layout_at(d)) is not None: return d, layout
-    raise FileNotFoundError(f"No NORMAL/ and PNEUMONIA/ image folders found in {data} (looked two levels "
-                            f"deep).\n{DATA_HELP}")
+@dataclass(eq=False)
+class DataRoot:
+    """A dataset's root folder (`path`) and its official split folders (`layout`): found once, where a command starts,
+    then passed down; every function that takes `data` takes one and does not search again."""
+    path: Path
+    layout: dict
+
+    @classmethod
+    def find(cls, data) -> DataRoot:
+        "The dataset root at or below the folder `data` (or `data` itself, if already one); a clear error when none."
+        if isinstance(data, DataRoot): return data
+        data = Path(data).expanduser()
+        if not data.is_dir(): raise FileNotFoundError(f"Data folder {data} does not exist.\n{DATA_HELP}")
+        candidates = [data] + sorted(d for d in data.iterdir() if d.is_dir() and not is_debris(d.name))
+        candidates += sorted(s for d in candidates[1:] for s in d.iterdir() if s.is_dir() and not is_debris(s.name))
+        for d in candidates:
+            if (layout := _layout_at(d)) is not None: return cls(d, layout)
+        raise FileNotFoundError(f"No NORMAL/ and PNEUMONIA/ image folders found in {data} (looked two levels "
+                                f"deep).\n{DATA_HELP}")
+
+    # a path-like object: `root/'train'`, `Path(root)`, `open`, and str() as the path
+    def __truediv__(self, other) -> Path: return self.path/other
+    def __fspath__(self) -> str: return str(self.path)
+    def __str__(self) -> str: return str(self.path)
 
 # %% ../nbs/01_data.ipynb #0bbdbc7c
 def list_files(data, splits=OFFICIAL_SPLITS) -> pd.DataFrame:
     """Every file in the class folders of the official `splits`: `path` (relative to the root), `label`,
     `official_split`, `patient`, `pathogen`."""
-    root, layout = find_data_root(data)
+    data = DataRoot.find(data)
+    root, layout = data.path, data.layout
     rows = [dict(path=f.relative_to(root).as_posix(), label=c, official_split=s)
             for s, d in layout.items() if s in splits for c in CLASSES for f in sorted((d/c).rglob('*'))
             if f.is_file() and not any(is_debris(p) for p in f.relative_to(d).parts)]
@@ -105,7 +120,8 @@ def check_image(path, min_side:int=MIN_SIDE) -> dict:
 # %% ../nbs/01_data.ipynb #e8188bca
 def scan_images(data, min_side:int=MIN_SIDE, workers:int|None=None, splits=OFFICIAL_SPLITS) -> pd.DataFrame:
     "`list_files` plus the `check_image` columns for every file; files with a non-image extension get a problem too."
-    df, root = list_files(data, splits), find_data_root(data)[0]
+    data = DataRoot.find(data)
+    df, root = list_files(data, splits), data.path
     def check(rel):
         if Path(rel).suffix.lower() not in IMAGE_EXTS:
             return dict(width=0, height=0, mode='', pixel_hash='',
@@ -219,8 +235,9 @@ def subset_images(subset:str, data=None, split=None) -> pd.DataFrame:
     the split table or CSV `split`."""
     if subset not in SUBSETS: raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
     if subset == 'test':
-        root, layout = find_data_root(data)
-        scan = scan_images(data, splits=('test',) if 'test' in layout or not _has_classes(root) else ('train',))
+        data = DataRoot.find(data)
+        scan = scan_images(data, splits=('test',) if 'test' in data.layout or not _has_classes(data.path)
+                           else ('train',))
         rows = scan[scan.problem.isna()]
     else:
         df = split if isinstance(split, pd.DataFrame) else load_split(split)
@@ -246,10 +263,11 @@ def split_report(df:pd.DataFrame, rejected:pd.DataFrame, duplicates:list) -> str
 def split_command(data, out, seed, valid_frac, min_side, force):
     "What `pneumonia_split` does with its parsed options (`cli`)."
     try:
+        data = DataRoot.find(data)
         scan = scan_images(data, min_side)
         df, rejected = split_scan(scan, seed, valid_frac)
         out = save_split(df, out, overwrite=force)
     except (FileNotFoundError, FileExistsError) as e: raise SystemExit(f"pneumonia_split: {e}") from None
     rejected.to_csv(out.with_suffix('.rejected.csv'), index=False)
     print(split_report(df, rejected, duplicate_sets(scan[scan.problem.isna()])))
-    print(f"\ndata root: {find_data_root(data)[0]}\nwrote {out} and {out.with_suffix('.rejected.csv')}")
+    print(f"\ndata root: {data}\nwrote {out} and {out.with_suffix('.rejected.csv')}")

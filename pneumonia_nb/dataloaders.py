@@ -21,10 +21,11 @@ from fastai.vision.all import (DataBlock, DataLoaders, DisplayedTransform, TfmdD
                                TensorImage, TensorImageBW, aug_transforms, set_seed)
 from fastai.callback.data import WeightedDL   # also registers DataBlock.weighted_dataloaders
 from fastcore.basics import store_attr
+from fastcore.meta import delegates
 from fastcore.parallel import parallel
 from sklearn.utils.class_weight import compute_class_weight
 from .core import CLASSES
-from .data import find_data_root, load_split
+from .data import DataRoot, load_split
 from .images import read_xray, to_gray8
 
 # %% auto #0
@@ -102,16 +103,16 @@ def xray_batch_tfms(aug_mult:float=1.0, aspect_jitter:float=0.0, norm:str='datas
                      'none': []}[norm]]
 
 # %% ../nbs/02_dataloaders.ipynb #bf69388b
-def xray_datablock(root, valid_idx, size:int=224, resize_method:str='squish', aug_mult:float=1.0,
-                   aspect_jitter:float=0.0,
-                   norm:str='dataset', photometric:float=0.0) -> DataBlock:
-    "A fastai `DataBlock` over split-table rows under `root`, validating on the rows at `valid_idx`."
+@delegates(xray_batch_tfms, but=['size'])
+def xray_datablock(root, valid_idx, size:int=224, resize_method:str='squish', **kwargs) -> DataBlock:
+    """A fastai `DataBlock` over split-table rows under `root`, validating on the rows at `valid_idx`; `kwargs` choose
+    the batch transforms (`xray_batch_tfms`)."""
     if resize_method not in RESIZE_METHODS:
         raise ValueError(f"resize_method must be one of {list(RESIZE_METHODS)}, got {resize_method!r}")
     return DataBlock(blocks=(ImageBlock(cls=PILImageBW), CategoryBlock(vocab=list(CLASSES))),
                      get_x=ReadXray(root), get_y=ColReader('label'), splitter=IndexSplitter(valid_idx),
                      item_tfms=Resize(size, method=RESIZE_METHODS[resize_method], pad_mode='zeros'),
-                     batch_tfms=xray_batch_tfms(aug_mult, aspect_jitter, norm, size, photometric))
+                     batch_tfms=xray_batch_tfms(size=size, **kwargs))
 
 # %% ../nbs/02_dataloaders.ipynb #80b4121f
 BALANCE = ('none', 'sampler', 'loss')
@@ -127,23 +128,22 @@ def class_weights(labels) -> torch.Tensor:
 IMAGE_BACKENDS = ('pil', 'cache')
 
 # %% ../nbs/02_dataloaders.ipynb #85309fa1
-def xray_dataloaders(split, data, size:int=224, bs:int=64, resize_method:str='squish', aug_mult:float=1.0,
-                     balance:str='none', num_workers:int=0, device=None, backend:str='pil', aspect_jitter:float=0.0,
-                     norm:str='dataset', photometric:float=0.0) -> DataLoaders:
-    "fastai `DataLoaders` (train, valid) for the split table or CSV `split` over the images under `data`."
+@delegates(xray_batch_tfms, but=['size'])
+def xray_dataloaders(split, data, size:int=224, bs:int=64, resize_method:str='squish', balance:str='none',
+                     num_workers:int=0, device=None, backend:str='pil', **kwargs) -> DataLoaders:
+    """fastai `DataLoaders` (train, valid) for the split table or CSV `split` over the images under `data`; `kwargs`
+    choose the batch transforms (`xray_batch_tfms`), the same on either backend."""
     if balance not in BALANCE: raise ValueError(f"balance must be one of {BALANCE}, got {balance!r}")
     if backend not in IMAGE_BACKENDS: raise ValueError(f"backend must be one of {IMAGE_BACKENDS}, got {backend!r}")
     df = split if isinstance(split, pd.DataFrame) else load_split(split)
     items = df[df.split.isin(['train', 'valid'])].reset_index(drop=True)
     for s in ('train', 'valid'):
         if not (items.split == s).any(): raise ValueError(f"The split has no {s!r} rows; make it with pneumonia_split.")
-    root = find_data_root(data)[0]
+    root = DataRoot.find(data).path
     wgts = class_weights(items.label)[items.label.map(CLASSES.index)].numpy() if balance == 'sampler' else None
     if backend == 'cache':
-        return cached_dataloaders(items, root, size, bs, resize_method, aug_mult, wgts, device, aspect_jitter, norm,
-                                  photometric)
-    dblock = xray_datablock(root, np.flatnonzero(items.split == 'valid'), size, resize_method, aug_mult, aspect_jitter,
-                            norm, photometric)
+        return cached_dataloaders(items, root, size, bs, resize_method, wgts, device, **kwargs)
+    dblock = xray_datablock(root, np.flatnonzero(items.split == 'valid'), size, resize_method, **kwargs)
     kw = dict(bs=bs, num_workers=num_workers, device=device)
     return dblock.dataloaders(items, **kw) if wgts is None else dblock.weighted_dataloaders(items, wgts=wgts, **kw)
 
@@ -235,25 +235,25 @@ class WeightedCachedDL(WeightedDL, CachedDL):
     "`CachedDL` whose shuffled (training) order is drawn with sampling weights `wgts` by fastai's `WeightedDL`."
 
 # %% ../nbs/02_dataloaders.ipynb #cd108ff6
-def cached_dataloaders(items:pd.DataFrame, root, size:int=224, bs:int=64, resize_method:str='squish',
-                       aug_mult:float=1.0,
-                       wgts=None, device=None, aspect_jitter:float=0.0, norm:str='dataset',
-                       photometric:float=0.0) -> DataLoaders:
+@delegates(xray_batch_tfms, but=['size'])
+def cached_dataloaders(items:pd.DataFrame, root, size:int=224, bs:int=64, resize_method:str='squish', wgts=None,
+                       device=None, **kwargs) -> DataLoaders:
     """Train/valid `DataLoaders` over the cache of `items` (split rows), on `device`, with the batch transforms of the
-    PIL path."""
+    PIL path (`kwargs`; validation batches are only normalised)."""
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     pixels = torch.from_numpy(np.array(build_cache(root, items.path, size, resize_method))).to(device)
     labels = torch.tensor(items.label.map(CLASSES.index).to_numpy(), device=device)
-    tfms = lambda aug: [IntToFloatTensor(), *xray_batch_tfms(aug, aspect_jitter if aug else 0, norm, size,
-                                                             photometric if aug else 0)]
+    # validation batches: no augmentation, as the split_idx of the PIL path's transforms gives
+    plain = dict(kwargs, aug_mult=0, aspect_jitter=0, photometric=0)
+    tfms = lambda train: [IntToFloatTensor(), *xray_batch_tfms(size=size, **(kwargs if train else plain))]
     dls = []
-    for name, aug in (('train', aug_mult), ('valid', 0)):
+    for name in ('train', 'valid'):
         m = (items.split == name).to_numpy()
         # split_idx tells fastai's transforms which are training-only (as a Datasets split would)
         train = name == 'train'
         ds = CachedImages(pixels[torch.from_numpy(m).to(device)], labels[torch.from_numpy(m).to(device)],
                           items[m].reset_index(drop=True), 0 if train else 1)
-        kw = dict(bs=bs, shuffle=train, drop_last=train, after_batch=tfms(aug), device=device)
+        kw = dict(bs=bs, shuffle=train, drop_last=train, after_batch=tfms(train), device=device)
         dls.append(WeightedCachedDL(ds, wgts=wgts[m], **kw) if train and wgts is not None else CachedDL(ds, **kw))
     return DataLoaders(*dls, device=device)
 

@@ -44,44 +44,44 @@ def docs_url(cfg=None) -> str:
     return '/'.join(p for p in (cfg.doc_host.rstrip('/'), cfg.doc_baseurl.strip('/')) if p) + '/'
 
 # %% ../nbs/15_docs.ipynb #cd111619
-def plain_markdown(text:str, site:str) -> str:
-    """`text` without Quarto's attribute blocks after links, its links to `site`'s pages made relative links to `.md`
+def plain_markdown(text:str, base_url:str) -> str:
+    """`text` without Quarto's attribute blocks after links, its links to `base_url`'s pages made relative links to `.md`
     pages."""
     text = re.sub(r'(\]\([^)\s]*\))\{[^}]*\}', r'\1', text)
-    return re.sub(re.escape(site) + r'([\w-]+)\.html', r'\1.md', text)
+    return re.sub(re.escape(base_url) + r'([\w-]+)\.html', r'\1.md', text)
 
 # %% ../nbs/15_docs.ipynb #ad2bd95d
 HIDE_SOURCE = 'hide-source'   # the cell tag nbconvert is told to drop the source of
 
 # %% ../nbs/15_docs.ipynb #082b5a96
-def _plain_output(out:dict, site:str) -> dict:
+def _plain_output(out:dict, base_url:str) -> dict:
     "An output as nbconvert should render it: `show_doc`'s Markdown made plain, without its plain-text twin."
     data = out.get('data', {})
     if 'text/markdown' not in data: return out
     rest = {k: v for k, v in data.items() if k not in ('text/markdown', 'text/plain')}
-    return {**out, 'data': {**rest, 'text/markdown': plain_markdown(''.join(data['text/markdown']), site)}}
+    return {**out, 'data': {**rest, 'text/markdown': plain_markdown(''.join(data['text/markdown']), base_url)}}
 
 # %% ../nbs/15_docs.ipynb #32c2c8fd
-def _plain_code_cell(cell:dict, site:str) -> dict|None:
+def _plain_code_cell(cell:dict, base_url:str) -> dict|None:
     "A processed code cell without its `#|` options, which become a tag, no outputs, or no cell at all."
     src = ''.join(cell['source'])
     opts = dict(re.findall(r'^#\|\s*([\w-]+):\s*(\S+)', src, re.M))
     if opts.get('include') == 'false': return None
-    outputs = [] if opts.get('output') == 'false' else [_plain_output(o, site) for o in cell.get('outputs', [])]
+    outputs = [] if opts.get('output') == 'false' else [_plain_output(o, base_url) for o in cell.get('outputs', [])]
     cell = {**cell, 'source': re.sub(r'^#\|.*(\n|$)', '', src, flags=re.M), 'outputs': outputs}
     if opts.get('echo') == 'false': cell['metadata'] = {**cell.get('metadata', {}), 'tags': [HIDE_SOURCE]}
     return cell
 
 # %% ../nbs/15_docs.ipynb #cdee3b25
-def plain_notebook(nb:dict, site:str) -> dict:
+def plain_notebook(nb:dict, base_url:str) -> dict:
     "A processed notebook as a plain one: its front matter a `# title` and `> summary`, Quarto's options applied."
     fm, cells = frontmatter(nb), []
     if fm:
         summary = f"\n\n> {fm['description']}" if fm.get('description') else ''
         cells.append(nbformat.v4.new_markdown_cell(f"# {fm['title']}" + summary))
     for cell in nb['cells'][1 if fm else 0:]:
-        if cell['cell_type'] == 'code': cell = _plain_code_cell(cell, site)
-        elif cell['cell_type'] == 'markdown': cell = {**cell, 'source': plain_markdown(''.join(cell['source']), site)}
+        if cell['cell_type'] == 'code': cell = _plain_code_cell(cell, base_url)
+        elif cell['cell_type'] == 'markdown': cell = {**cell, 'source': plain_markdown(''.join(cell['source']), base_url)}
         if cell: cells.append(cell)
     return nbformat.from_dict({**nb, 'cells': cells})
 
@@ -101,7 +101,7 @@ def pandoc_slug(value:str, separator:str='-') -> str:
     return re.sub(r'^[^a-z]+', '', re.sub(r'\s+', separator, value))
 
 # %% ../nbs/15_docs.ipynb #554641b3
-def write_pages(proc:Path, src:Path, site:str) -> list[str]:
+def write_pages(proc:Path, src:Path, base_url:str) -> list[str]:
     """Markdown pages in `src` for the processed notebooks in `proc`, with their files and `proc`'s folders; the page
     files in site order."""
     pages = []
@@ -112,7 +112,7 @@ def write_pages(proc:Path, src:Path, site:str) -> list[str]:
         if f'{name}.md' in pages:
             raise DocsError([f"{nb_path.name}: its page {name}.html is also another notebook's (nbdev names a page "
                              f"after its notebook without the number: rename one)"])
-        page, files = notebook_markdown(plain_notebook(nb, site), name)
+        page, files = notebook_markdown(plain_notebook(nb, base_url), name)
         (src/f'{name}.md').write_text(page)
         for rel, data in files.items(): (src/rel).parent.mkdir(parents=True, exist_ok=True); (src/rel).write_bytes(data)
         pages.append(f'{name}.md')
@@ -189,10 +189,10 @@ def remote_loads(site_dir:Path) -> list[str]:
 def docs_from_processed(proc:Path, out:Path, cfg=None) -> Path:
     """The static site in `out` from the processed notebooks in `proc`; `DocsError` on a broken link, missing image or
     remote load."""
-    site = docs_url(cfg or get_config())
+    base_url = docs_url(cfg or get_config())
     with tempfile.TemporaryDirectory() as build:
         src = Path(build)/'docs'; src.mkdir()
-        pages = write_pages(proc, src, site)
+        pages = write_pages(proc, src, base_url)
         run_mkdocs(mkdocs_config(pages, src, Path(out).resolve(), cfg), Path(build)/'mkdocs.yml')
     if problems := remote_loads(out): raise DocsError(problems)
     return Path(out)
@@ -206,13 +206,13 @@ def check_docs_folder(out:Path):
                               f"empty it).")
 
 # %% ../nbs/15_docs.ipynb #c4fd4c12
-def readme_text(proc:Path, site:str) -> str:
+def readme_text(proc:Path, base_url:str) -> str:
     """`README.md`'s text: the processed `index.ipynb` in `proc` as Markdown, its images and page links made to work
     from the repository."""
     page, _ = notebook_markdown(plain_notebook(nbformat.reads((Path(proc)/'index.ipynb').read_text(), as_version=4),
-                                               site), 'index')
+                                               base_url), 'index')
     page = re.sub(r'\]\((images/)', r'](nbs/\1', page)
-    return re.sub(r'\]\(([\w-]+)\.md(#[^)]*)?\)', lambda m: f"]({site}{m[1]}.html{m[2] or ''})", page)
+    return re.sub(r'\]\(([\w-]+)\.md(#[^)]*)?\)', lambda m: f"]({base_url}{m[1]}.html{m[2] or ''})", page)
 
 # %% ../nbs/15_docs.ipynb #2d7de185
 def docs_command(out, no_readme, n_workers):

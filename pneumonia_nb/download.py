@@ -13,7 +13,7 @@ from fastprogress.fastprogress import progress_bar
 from PIL import Image
 
 from .core import CLASSES, interactive
-from .data import DATA_ATTRIBUTION, DATA_HELP, OFFICIAL_SPLITS, find_data_root, list_files
+from .data import DATA_ATTRIBUTION, DATA_HELP, OFFICIAL_SPLITS, DataRoot, list_files
 from .images import IMAGE_EXTS, is_debris, to_gray8
 
 # %% auto #0
@@ -168,7 +168,8 @@ def _derive_film(job):
 def derive_test_data(data, out, manifests, folders=tuple(TEST_DATA), n_workers:int=2) -> list[Path]:
     """Rebuild the test folders listed in `manifests` (`NAME.csv`) from the dataset `data` into `out/NAME`; existing
     folders are kept."""
-    root, layout = find_data_root(data)
+    found = DataRoot.find(data)
+    root, layout = found.path, found.layout
     where = {}
     for s, d in layout.items():
         for c in CLASSES:

@@ -12,7 +12,7 @@ import fastcore.xtras  # noqa: F401  (Path.read_json, Path.write_json)
 
 from .core import (apply_temperature, decision_rule, resolve_device, run_environment, sha256_file,
                                warnings_as_lines)
-from .data import find_data_root, subset_images
+from .data import DataRoot, subset_images
 from .evaluate import predict_images
 from .models import ENSEMBLE, Ensemble, ModelFolder, save_model_files
 
@@ -110,9 +110,10 @@ def make_ensemble(model_dirs, out, data=None, combine:str='logits', rule:str='se
     record = Path(members[0]['source'])/'config.json'
     data = data or (record.read_json()['config']['data'] if record.is_file() else None)
     if not data: raise ValueError("pass --data: the folder holding the members' validation films.")
+    data = DataRoot.find(data)
     ens, spec = Ensemble(nets, members), ensemble_spec(members)
     preds = subset_images('valid', data, split_file)
-    preds['prob_uncalibrated'] = predict_images(ens, spec, find_data_root(data)[0], preds, bs, dev)
+    preds['prob_uncalibrated'] = predict_images(ens, spec, data.path, preds, bs, dev)
     r = decision_rule(preds.label == 'PNEUMONIA', preds.prob_uncalibrated, rule)
     preds.insert(2, 'prob_pneumonia', apply_temperature(preds.prob_uncalibrated, r['temperature']))
     out.mkdir(parents=True, exist_ok=True)

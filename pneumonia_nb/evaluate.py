@@ -21,7 +21,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocC
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-from .data import find_data_root, subset_images
+from .data import DataRoot, subset_images
 from .images import read_xray
 from .models import ModelFolder, model_outputs, model_pipeline
 from .explain import cam_figure, grad_cam
@@ -165,7 +165,8 @@ def evaluate_run(model_dir, data, subset:str='test', tta:bool=False, n_boot:int=
     if (out/'metrics.json').exists(): raise FileExistsError(f"{out} already holds an evaluation; not replacing it.")
     folder = ModelFolder(model_dir)
     model, spec, decision = folder.load(), folder.spec, folder.decision
-    dev, root = resolve_device(device), find_data_root(data)[0]
+    dev, data = resolve_device(device), DataRoot.find(data)
+    root = data.path
     preds = subset_images(subset, data, model_dir/'split.csv')
     out.mkdir(parents=True, exist_ok=True)
     preds['prob_uncalibrated'] = predict_images(model, spec, root, preds, bs, dev, tta)

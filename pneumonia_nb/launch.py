@@ -11,7 +11,7 @@ from fastai.vision.all import num_distrib, rank_distrib
 from fastai.distributed import teardown_distrib
 
 from .core import record_failure, resolve_device
-from .data import find_data_root, load_split
+from .data import DataRoot, load_split
 from .tracking import log_to_mlflow, tracking_uri
 from .config import TrainConfig, config_from
 from .train import from_rank0, join_process_group, launch_processes, new_run_dir, train_run
@@ -120,7 +120,7 @@ def train_command(runs, experiment, no_mlflow, quiet, processes, config):
     "What `pneumonia_train` does with its parsed options (`cli`)."
     try:
         cfg = config_from(**config)
-        find_data_root(cfg.data)
+        DataRoot.find(cfg.data)   # a missing or empty data folder is said before any process starts
         if cfg.split: load_split(cfg.split)
         if processes < 1 or cfg.bs % processes:
             raise ValueError(f"--processes {processes} must be >= 1 and divide --bs {cfg.bs} (the global batch)")

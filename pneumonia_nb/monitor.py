@@ -18,7 +18,7 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import KFold
 
 from .core import apply_temperature, is_pneumonia, progress, resolve_device, sha256_file
-from .data import find_data_root
+from .data import DataRoot
 from .images import expand_paths, read_xray
 from .models import ModelFolder, embedding_layers, model_outputs, model_pipeline
 
@@ -83,9 +83,10 @@ MIN_REFERENCE = 250   # fewer films and the guard misses foreign inputs erratica
 # %% ../nbs/09_monitor.ipynb #e98a3427
 class Reference:
     """A model's reference profile: validation embeddings, probabilities and image statistics, its guard and its drift
-    space."""
-    def __init__(self, embeddings:np.ndarray, table:pd.DataFrame, meta:dict):
+    space; `threshold` is the model's decision threshold (stored once, in its `model.json`)."""
+    def __init__(self, embeddings:np.ndarray, table:pd.DataFrame, meta:dict, threshold:float):
         self.embeddings, self.table, self.meta = np.asarray(embeddings, np.float32), table, meta
+        self.threshold = threshold
         self.guard = Guard(self.embeddings, meta['guard']['threshold'])
         self.pca = PCA(min(PCA_COMPONENTS, *self.embeddings.shape), svd_solver='full').fit(self.embeddings)
         self.projection = self.project(self.embeddings)
@@ -103,8 +104,7 @@ class Reference:
                 f"the profile from more films (pneumonia_reference).")
 
     def save(self, model_dir) -> Reference:
-        """Write the three reference files into `model_dir`; the profile's `id` is the start of its embeddings file's
-        SHA-256."""
+        "Write the three reference files into `model_dir`; `id` is the start of the embeddings file's SHA-256."
         d = Path(model_dir)
         np.savez_compressed(d/'reference.npz', embeddings=self.embeddings)
         self.table.to_csv(d/'reference.csv', index=False)
@@ -114,13 +114,13 @@ class Reference:
 
     @classmethod
     def load(cls, model_dir) -> Reference:
-        "The reference profile stored in `model_dir`; `FileNotFoundError` saying how to make one."
+        "The profile stored in `model_dir`, with the model's threshold; `FileNotFoundError` saying how to make one."
         d = Path(model_dir)
         if missing := [f for f in REFERENCE_FILES if not (d/f).is_file()]:
             raise FileNotFoundError(f"{d}: no reference profile ({', '.join(missing)} missing); make one with "
                                     f"`pneumonia_reference --model {d} --data DATA_DIR`.")
         return cls(np.load(d/'reference.npz')['embeddings'], pd.read_csv(d/'reference.csv'),
-                   (d/'reference.json').read_json())
+                   (d/'reference.json').read_json(), ModelFolder(d).decision['threshold']['value'])
 
 # %% ../nbs/09_monitor.ipynb #67175e08
 def profile_images(model:torch.nn.Module, spec:dict, temperature:float, images:list[Image.Image], device=None,
@@ -139,7 +139,7 @@ def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0
     folder = ModelFolder(model_dir)
     model_dir, model, spec, decision = folder.path, folder.load(), folder.spec, folder.decision
     valid = pd.read_csv(model_dir/'valid_predictions.csv') if films is None else films
-    root, _ = find_data_root(data)
+    root = DataRoot.find(data).path
     if missing := [p for p in valid.path if not (root/p).is_file()]:
         raise FileNotFoundError(f"{len(missing)} of the {len(valid)} reference films of {model_dir} are not under "
                                 f"{root} (first: {missing[0]}); pass the data folder they come from (for validation "
@@ -158,7 +158,7 @@ def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0
     members = f" of each of its {n} members, side by side" if n > 1 else ""
     meta = dict(format='pneumonia_nb.reference/1', created=datetime.datetime.now().isoformat(timespec='seconds'),
                 data=str(root), n=len(table),
-                weights_sha256=folder.weights_sha256, threshold=decision['threshold']['value'],
+                weights_sha256=folder.weights_sha256,
                 embedding=dict(layer="input of the last linear layer" + members, dim=emb.shape[1]),
                 guard=dict(method=Guard.method, threshold=guard.threshold, target_flag_rate=target,
                            calibration=f"{'95th percentile' if target == 0.05 else f'{1 - target:.0%} quantile'} of "
@@ -167,7 +167,7 @@ def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0
                 scoring=scoring,
                 sizes=(f'of the same films in {sizes_from} ({table.aspect.notna().sum()} found; the others unknown)'
                        if sizes_from else f'as read from {root}'))
-    return Reference(emb, table, meta)
+    return Reference(emb, table, meta, decision['threshold']['value'])
 
 # %% ../nbs/09_monitor.ipynb #5a1e0c12
 def with_real_sizes(table:pd.DataFrame, folder) -> pd.DataFrame:
@@ -260,7 +260,7 @@ def drift_tests(ref_proj:np.ndarray, ref_table:pd.DataFrame, cur_proj:np.ndarray
 # %% ../nbs/09_monitor.ipynb #bfe12f03
 def window_drift(ref:Reference, cur_proj:np.ndarray|None, cur_table:pd.DataFrame, **kwargs) -> dict:
     "`drift_tests` of a window (projected embeddings, or None, and statistics table) against the reference `ref`."
-    return dict(drift_tests(ref.projection, ref.table, cur_proj, cur_table, ref.meta['threshold'], **kwargs),
+    return dict(drift_tests(ref.projection, ref.table, cur_proj, cur_table, ref.threshold, **kwargs),
                 reference_id=ref.id,
                 out_of_distribution=(int((cur_table.ood_score > ref.guard.threshold).sum())
                                      if 'ood_score' in cur_table else None))
@@ -288,7 +288,7 @@ class DriftWindow:
                    share_out_of_distribution=(float((table.ood_score > self.ref.guard.threshold).mean())
                                               if len(table) else None),
                    share_pneumonia=float(is_pneumonia(table.prob_pneumonia,
-                                                      self.ref.meta['threshold']).mean()) if len(table) else None)
+                                                      self.ref.threshold).mean()) if len(table) else None)
         out['drift'] = (window_drift(self.ref, np.stack(self.proj), table,
                                      n_perm=self.n_perm) if len(table) >= self.min_size else None)
         self._cached = (self.seen, out)

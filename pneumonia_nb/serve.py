@@ -225,7 +225,7 @@ Film = Annotated[UploadFile, WithJsonSchema({'type': 'string', 'format': 'binary
 
 # %% ../nbs/12_serve.ipynb #439bc3a3
 @patch
-async def predict(self:Service, request:Request, files:list[Film] = File(..., min_length=1,
+async def post_predict(self:Service, request:Request, files:list[Film] = File(..., min_length=1,
                                                                          description='one or more X-ray images')):
     "Predict NORMAL or PNEUMONIA for each uploaded image, at the model's stored threshold."
     t0, rid = time.perf_counter(), request.state.request_id
@@ -255,22 +255,22 @@ async def predict(self:Service, request:Request, files:list[Film] = File(..., mi
 
 # %% ../nbs/12_serve.ipynb #3d95f304
 @patch
-def health(self:Service): "The process is alive."; return dict(status='alive')
+def get_health(self:Service): "The process is alive."; return dict(status='alive')
 
 # %% ../nbs/12_serve.ipynb #9a10bffb
 @patch
-def is_ready(self:Service):
+def get_ready(self:Service):
     "The model is loaded and warmed up (503 until then)."
     return JSONResponse(dict(ready=self.ready, model=self.detector.model_id if self.ready else None),
                         200 if self.ready else 503)
 
 # %% ../nbs/12_serve.ipynb #c3d2d06e
 @patch
-def model_card(self:Service): "The model card: what the model is, how it was made, what it measured."; return self.card
+def get_model(self:Service): "The model card: what the model is, how it was made, what it measured."; return self.card
 
 # %% ../nbs/12_serve.ipynb #fcedf2a0
 @patch
-def prometheus(self:Service):
+def get_metrics(self:Service):
     "Prometheus metrics, text format."
     if self.window: self.metrics.show_monitor(self.window.summary())
     self.metrics.show_usage(every_s=0)
@@ -278,7 +278,7 @@ def prometheus(self:Service):
 
 # %% ../nbs/12_serve.ipynb #fca02190
 @patch
-def monitor(self:Service):
+def get_monitor(self:Service):
     """The rolling window of recent inputs: size, shares flagged and predicted PNEUMONIA, drift tests against the
     reference."""
     if not self.ready: raise ServiceError(503, 'not_ready', 'the model is still loading')
@@ -303,16 +303,18 @@ def build_app(self:Service) -> FastAPI:
                          (StarletteHTTPException, self.http_error)):
         app.add_exception_handler(exc, handler)
     keyed, key = ([Depends(self.authorize)], (401,)) if self.api_keys else ([], ())
-    app.post('/predict', dependencies=keyed, response_model=PredictResponse, response_model_exclude_unset=True,
-             responses=refusals(400, *key, 413, 422, 503))(self.predict)
-    app.get('/health')(self.health)
+    # `name`: the operation ids clients were generated from (predict_predict_post, ...) stay as they were
+    app.post('/predict', name='predict', dependencies=keyed, response_model=PredictResponse, response_model_exclude_unset=True,
+             responses=refusals(400, *key, 413, 422, 503))(self.post_predict)
+    app.get('/health', name='health')(self.get_health)
     app.get(
-        '/ready',
-        responses={503: dict(description='the model is still loading: {"ready": false, "model": null}')})(self.is_ready)
-    app.get('/model', dependencies=keyed, responses=refusals(*key))(self.model_card)
-    app.get('/monitor', dependencies=keyed, responses=refusals(*key, 404, 503))(self.monitor)
-    app.get('/metrics', dependencies=[] if self.settings.open_metrics else keyed, response_class=PlainTextResponse,
-            responses=refusals(*(() if self.settings.open_metrics else key), media_type='text/plain'))(self.prometheus)
+        '/ready', name='is_ready',
+        responses={503: dict(description='the model is still loading: {"ready": false, "model": null}')})(self.get_ready)
+    app.get('/model', name='model_card', dependencies=keyed, responses=refusals(*key))(self.get_model)
+    app.get('/monitor', name='monitor', dependencies=keyed, responses=refusals(*key, 404, 503))(self.get_monitor)
+    metrics_keyed = not self.settings.open_metrics
+    app.get('/metrics', name='prometheus', dependencies=keyed if metrics_keyed else [], response_class=PlainTextResponse,
+            responses=refusals(*(key if metrics_keyed else ()), media_type='text/plain'))(self.get_metrics)
     app.openapi = self.schema_with_limits(app.openapi)
     self.paths = frozenset(r.path for r in app.routes)
     return app

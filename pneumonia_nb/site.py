@@ -21,28 +21,33 @@ from .core import (UNSAFE_WARNINGS, CalibrationWarning, apply_temperature, binar
                                check_alpha, decisions_at,
                                fit_triage, is_pneumonia, triage_text, resolve_device, sha256_file, threshold_for,
                                warnings_as_lines)
-from .data import find_data_root, patient_id, subset_images
+from .data import DataRoot, patient_id, subset_images
 from .evaluate import bootstrap_report, predict_images, triage_report
 from .models import SPEC_FILE, ModelFolder, load_model, model_pipeline
 from .monitor import save_reference
 
 # %% auto #0
-__all__ = ['MIN_PER_CLASS', 'ADAPTATIONS', 'REFER_ALSO', 'site_films', 'films_sha256', 'fit_decision', 'grouped_folds',
-           'cross_validate', 'cv_report', 'site_triage', 'adapt_batchnorm', 'adapt_to_site', 'calibrate',
-           'calibration_summary', 'calibrate_command', 'valid_probabilities', 'site_probabilities', 'aspect_rho',
-           'transfer_report']
+__all__ = ['MIN_PER_CLASS', 'ADAPTATIONS', 'REFER_ALSO', 'site_root', 'site_films', 'films_sha256', 'fit_decision',
+           'grouped_folds', 'cross_validate', 'cv_report', 'site_triage', 'adapt_batchnorm', 'adapt_to_site',
+           'calibrate', 'calibration_summary', 'calibrate_command', 'valid_probabilities', 'site_probabilities',
+           'aspect_rho', 'transfer_report']
 
 # %% ../nbs/13_site.ipynb #76762852
 MIN_PER_CLASS = 15
+
+# %% ../nbs/13_site.ipynb #92c3bf7e
+def site_root(data) -> DataRoot:
+    "The labelled films' folder `data`, found once; refused if it is a model folder (a swapped --model and --data)."
+    if not isinstance(data, DataRoot) and (Path(data)/SPEC_FILE).is_file():
+        raise ValueError(f"{data} is a model folder, not labelled films: pass it as --model.")
+    return DataRoot.find(data)
 
 # %% ../nbs/13_site.ipynb #07030715
 def site_films(data) -> pd.DataFrame:
     """`path`, `label` and `patient` of the labelled films under `data`; refused if `data` is a model folder or has too
     few films of a class."""
-    if (Path(data)/SPEC_FILE).is_file():
-        raise ValueError(f"{data} is a model folder, not labelled films: pass it as --model.")
-    films = subset_images('test', data)
-    manifest = find_data_root(data)[0]/'manifest.csv'
+    films = subset_images('test', data := site_root(data))
+    manifest = data/'manifest.csv'
     table = pd.read_csv(manifest) if manifest.is_file() else pd.DataFrame(columns=['file'])
     known = table.set_index('file').patient.to_dict() if 'patient' in table else {}
     films['patient'] = [known.get(Path(p).name) or patient_id(p) for p in films.path]
@@ -180,10 +185,11 @@ def calibrate(model_dir, data, out, rule:str='sensitivity:0.95', folds:int=5, se
     adapting the network to their pixels by `adapt`), estimate it by grouped CV, write `out`."""
     model_dir, out = Path(model_dir), Path(out)
     if out.exists(): raise FileExistsError(f"{out} already exists; choose another --out (nothing was changed).")
+    data = site_root(data)
     films, folder = site_films(data), ModelFolder(model_dir)
     model, spec, shipped = folder.load(), folder.spec, folder.decision
     if refer is not None: check_alpha(refer, films.label.value_counts().to_dict())
-    root, dev = find_data_root(data)[0], resolve_device(device)
+    root, dev = data.path, resolve_device(device)
     if adapt: model, adaptation = adapt_to_site(model, spec, root, films, adapt, dev)
     films['prob_uncalibrated'] = predict_images(model, spec, root, films, device=dev)
     y, pu = (films.label == 'PNEUMONIA').to_numpy().astype(int), films.prob_uncalibrated.to_numpy()
@@ -300,7 +306,8 @@ def aspect_rho(films:pd.DataFrame, probs, root) -> float:
 def transfer_report(model_dirs, data, rule:str='youden', n_boot:int=1000, seed:int=0, device=None) -> dict:
     """How models chosen on validation (`rule`) carry to a site's labelled films: as shipped, and with a cross-validated
     site decision."""
-    films, root = site_films(data), find_data_root(data)[0]
+    films = site_films(data := site_root(data))
+    root = data.path
     y, pu = (films.label == 'PNEUMONIA').to_numpy().astype(int), site_probabilities(model_dirs, films, root, device)
     vy, vp = valid_probabilities(model_dirs)
     d = fit_decision(vy, vp, rule)

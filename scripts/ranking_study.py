@@ -32,7 +32,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from pneumonia_nb.core import apply_temperature, binary_metrics
-from pneumonia_nb.data import find_data_root
+from pneumonia_nb.data import DataRoot
 from pneumonia_nb.ensemble import make_ensemble
 from pneumonia_nb.evaluate import predict_images
 from pneumonia_nb.models import load_model, model_pipeline, stored_decision
@@ -144,7 +144,7 @@ def main(runs:str='runs/issue31', # Folder with the candidate runs (train them f
     torch.manual_seed(0); torch.set_num_threads(2)
     out, runs = Path(out), Path(runs)
     out.mkdir(parents=True, exist_ok=True)
-    films, root = site_films(site), find_data_root(site)[0]
+    films, root = site_films(site), DataRoot.find(site).path
     y, groups = (films.label == 'PNEUMONIA').to_numpy().astype(int), films.patient.to_numpy()
     done = lambda pattern: sorted(d for d in runs.glob(pattern) if (d/'model.json').is_file())
     seeds, deep = done('*-resnet10t-s*'), done('*-cnn_deep-s*')
