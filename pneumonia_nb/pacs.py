@@ -24,7 +24,7 @@ from .sr import NOT_REPORTED, own_series, overlay_sc, report_uids, result_sr
 
 # %% auto #0
 __all__ = ['NOT_IMAGES', 'STUDY_UID', 'SERIES_UID', 'SOP_UID', 'MODALITY', 'DONE', 'ORTHANC_DICOMWEB', 'film_result',
-           'PacsUnreachable', 'PacsWatcher', 'local_orthanc', 'poll_line', 'pacs_command']
+           'PacsUnreachable', 'PacsWatcher', 'orthanc_film', 'local_orthanc', 'poll_line', 'start_line', 'pacs_command']
 
 # %% ../nbs/14_pacs.ipynb #bc367956
 NOT_IMAGES = ('SR', 'PR', 'KO')         # reports, presentation states, key-object notes: nothing to read
@@ -57,13 +57,12 @@ DONE = ('reported', 'skipped', 'refused')
 # %% ../nbs/14_pacs.ipynb #cc093632
 class PacsWatcher:
     """Polls a PACS over DICOMweb and stores an SR for each new chest film; what it did with each film survives restarts
-    in `state_path`."""
+    in `state_path`. With `orthanc` (Orthanc's REST root) it follows Orthanc's change feed instead of searching by date."""
     def __init__(self, client:DICOMwebClient, detector:Detector, state_path, log:RequestLog|None=None,
-                 since:str|None=None, max_attempts:int=3, overlay:bool=False):
-        self.client, self.detector, self.state_path, self.log, self.max_attempts, self.overlay = (client, detector,
-                                                                                                  Path(state_path),
-                                                                                                  log or RequestLog(),
-                                                                                                  max_attempts, overlay)
+                 since:str|None=None, max_attempts:int=3, overlay:bool=False, orthanc:str|None=None):
+        self.client, self.detector, self.state_path = client, detector, Path(state_path)
+        self.log, self.max_attempts, self.overlay = log or RequestLog(), max_attempts, overlay
+        self.orthanc = orthanc.rstrip('/') if orthanc else None
         # bounded, for answers that say: try again
         self.client.set_http_retry_params(retry=True, max_attempts=3, wait_exponential_multiplier=200)
         self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else dict(format=1, films={})
@@ -93,7 +92,8 @@ def save_state(self:PacsWatcher):
 @patch
 def new_films(self:PacsWatcher) -> list[dict]:
     """The films (study, series and SOP UIDs, modality) of the studies dated from `since` on that are not done yet;
-    reports, the like, and its own overlays passed over."""
+    reports, the like, and its own overlays passed over (from Orthanc's change feed, if the watcher follows it)."""
+    if self.orthanc: return self.changed_films()
     out = []
     for study in self.client.search_for_studies(search_filters={'StudyDate': f"{self.state['since']}-"}):
         st = _value(study, STUDY_UID)
@@ -104,6 +104,31 @@ def new_films(self:PacsWatcher) -> list[dict]:
             out += [dict(study_uid=st, series_uid=se, sop_uid=sop, modality=modality)
                     for i in self.client.search_for_instances(st, se) if not self.is_done(sop := _value(i, SOP_UID))]
     return out
+
+# %% ../nbs/14_pacs.ipynb #e11e6e74
+def orthanc_film(rest:str, change:dict) -> dict:
+    "Study, series and SOP UIDs and modality of the instance an Orthanc `NewInstance` change names, and the change's number."
+    tags = requests.get(f"{rest}/instances/{change['ID']}/tags?simplify", timeout=30)
+    tags.raise_for_status(); t = tags.json()
+    return dict(study_uid=t['StudyInstanceUID'], series_uid=t['SeriesInstanceUID'], sop_uid=t['SOPInstanceUID'],
+                modality=t.get('Modality', ''), change=change['Seq'])
+
+# %% ../nbs/14_pacs.ipynb #75e4dcac
+@patch
+def changed_films(self:PacsWatcher) -> list[dict]:
+    """The films Orthanc stored since the change the state last saw (any study date), not done yet; reports, the like
+    and its own overlays passed over. `feed_last` is the newest change read."""
+    out, self.feed_last = [], self.state.get('change', 0)
+    while True:
+        page = requests.get(f'{self.orthanc}/changes', params=dict(since=self.feed_last, limit=100), timeout=30)
+        page.raise_for_status(); page = page.json()
+        for c in page['Changes']:
+            if c['ChangeType'] != 'NewInstance': continue
+            f = orthanc_film(self.orthanc, c)
+            own = own_series(f['study_uid'], self.detector.model_id, 'overlay')
+            if f['modality'] not in NOT_IMAGES and f['series_uid'] != own and not self.is_done(f['sop_uid']): out.append(f)
+        self.feed_last = page['Last']
+        if page['Done']: return out
 
 # %% ../nbs/14_pacs.ipynb #3e33df96
 @patch
@@ -164,7 +189,8 @@ def record(self:PacsWatcher, r:dict):
 # %% ../nbs/14_pacs.ipynb #6f3d5942
 @patch
 def poll(self:PacsWatcher) -> list[dict]:
-    """Handle every new film once; `since` moves to the day this poll started. A PACS that cannot be reached raises
+    """Handle every new film once; `since` moves to the day this poll started (the feed's position to its last change
+    read, or to before the first film that failed and may be tried again). A PACS that cannot be reached raises
     `PacsUnreachable`."""
     started = datetime.date.today().strftime('%Y%m%d')
     try:
@@ -172,7 +198,11 @@ def poll(self:PacsWatcher) -> list[dict]:
         for f in self.new_films(): self.record(r := self.handle(f)); done.append(r)
     except (requests.ConnectionError, requests.Timeout) as e:
         raise PacsUnreachable(f'{self.client.base_url}: {e}') from None
-    self.state['since'] = started; self.save_state()
+    self.state['since'] = started
+    if self.orthanc:
+        again = [r['change'] for r in done if r['outcome'] == 'failed' and not self.is_done(r['sop_uid'])]
+        self.state['change'] = min(again) - 1 if again else self.feed_last
+    self.save_state()
     return done
 
 # %% ../nbs/14_pacs.ipynb #d2538781
@@ -220,6 +250,15 @@ def poll_line(done:list[dict]) -> str:
     timing = f"; {rep.seconds.mean():.2f} s per reported film" if len(rep) else ''
     return f"{len(df)} new films: " + ', '.join(parts) + timing
 
+# %% ../nbs/14_pacs.ipynb #56a39743
+def start_line(watcher:PacsWatcher, s:PacsSettings) -> str:
+    "Where the watcher starts looking, in one line."
+    if watcher.orthanc:
+        return (f"following Orthanc's changes after change {watcher.state.get('change', 0)} at {watcher.orthanc} "
+                f"(new films of any study date)")
+    began = '--since' if s.since else 'from ' + s.state if Path(s.state).exists() else 'today: a new state file'
+    return f"looking at studies dated {watcher.state['since']} and later ({began}; --since YYYYMMDD looks further back)"
+
 # %% ../nbs/14_pacs.ipynb #945c2f13
 def pacs_command(options):
     "What `pneumonia_pacs` does with its parsed options (`cli`)."
@@ -227,11 +266,9 @@ def pacs_command(options):
     except (TypeError, ValueError) as e: raise SystemExit(f"pneumonia_pacs: {e}") from None
     try: det = Detector.load(s.model, s.device)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"pneumonia_pacs: {e}") from None
-    watcher = PacsWatcher(DICOMwebClient(s.url), det, s.state, RequestLog(s.log or None), s.since, overlay=s.overlay)
-    began = '--since' if s.since else 'from ' + s.state if Path(s.state).exists() else 'today: a new state file'
-    print(
-        f"pneumonia_pacs: looking at studies dated {watcher.state['since']} and later ({began}; --since YYYYMMDD looks "
-        f"further back)", flush=True)
+    watcher = PacsWatcher(DICOMwebClient(s.url), det, s.state, RequestLog(s.log or None), s.since, overlay=s.overlay,
+                          orthanc=s.orthanc)
+    print(f"pneumonia_pacs: {start_line(watcher, s)}", flush=True)
     while True:
         try: done = watcher.poll()
         except PacsUnreachable as e: raise SystemExit(f"pneumonia_pacs: cannot reach the PACS: {e}") from None

@@ -99,6 +99,7 @@ class PacsSettings:
     state:str='pacs/state.json' # What was done with each film; the watcher resumes from it
     log:str='logs/pacs.jsonl' # JSON-lines log, one line per film ('' for none)
     since:str|None=None # First study date to look at, YYYYMMDD (none: the state's, else today)
+    orthanc:str|None=None # Orthanc's REST root (http://pacs:8042): follow its /changes feed, any study date
     interval:float=60 # Seconds between polls
     once:bool=False # Poll once, then exit
     overlay:bool=False # Also store the Grad-CAM overlay as a Secondary Capture beside each report
@@ -110,6 +111,8 @@ class PacsSettings:
         if self.since is not None:
             try: datetime.datetime.strptime(self.since, '%Y%m%d')
             except ValueError: raise ValueError(f"--since must be a date as YYYYMMDD, got {self.since!r}.") from None
+        if self.orthanc and not self.orthanc.startswith(('http://', 'https://')):
+            raise ValueError(f"--orthanc must be an http(s) URL, Orthanc's REST root, got {self.orthanc!r}.")
         if self.interval <= 0: raise ValueError(f"--interval must be more than 0 seconds, got {self.interval}.")
 
     @classmethod
