@@ -28,7 +28,7 @@ from .dataloaders import StandardizeEachImage, inference_pipeline
 __all__ = ['COMPARED_ARCHS', 'ENSEMBLE', 'MODEL_FORMAT', 'WEIGHTS_FILE', 'SPEC_FILE', 'MODEL_FILES', 'conv_block', 'baseline_cnn',
            'expanded_cnn', 'cnn', 'cnn_deep', 'model_from_file', 'check_arch', 'create_model', 'model_cost',
            'member_view', 'Ensemble', 'ModelFolder', 'save_model_files', 'load_model', 'model_pipeline',
-           'stored_decision', 'embedding_layers', 'model_outputs']
+           'stored_decision', 'embedding_layers', 'embedding_dim', 'model_outputs']
 
 # %% ../nbs/03_models.ipynb #aad43ec4
 def conv_block(ni:int, nf:int, n_convs:int=1, bn:bool=False) -> nn.Sequential:
@@ -52,8 +52,11 @@ def baseline_cnn(n_in:int=1, n_classes:int=2, widths=(32, 64, 128), hidden:int=1
 def expanded_cnn(n_in:int=1, n_classes:int=2, widths=(32, 64, 128, 256, 256), drop:float=0.3) -> nn.Sequential:
     "The expanded CNN: VGG-style stages with batch norm, global average pooling, dropout and a linear classifier."
     blocks = [conv_block(ni, nf, n_convs=2, bn=True) for ni, nf in zip((n_in, *widths[:-1]), widths)]
-    return nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(drop),
-                         nn.Linear(widths[-1], n_classes))
+    net = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(drop),
+                        nn.Linear(widths[-1], n_classes))
+    # the monitor reads every stage (`embedding_layers`): the classifier's inputs alone let foreign films through
+    net.embedding_stages = tuple(str(i) for i in range(len(blocks)))
+    return net
 
 # %% ../nbs/03_models.ipynb #4be017d7
 @register_model
@@ -264,25 +267,32 @@ def stored_decision(model_dir, spec:dict) -> dict:
                 threshold=dict(rule['threshold'], source='recomputed from valid_predictions.csv'), triage=None)
 
 # %% ../nbs/03_models.ipynb #992c5816
-def embedding_layers(model:nn.Module) -> list[nn.Linear]:
-    """The last linear layer of the model, or of each member of an `Ensemble`: their inputs, side by side, are the
-    embedding the decision is made from."""
-    if isinstance(model, Ensemble): return [layer for m in model.members for layer in embedding_layers(m)]
+def embedding_layers(model:nn.Module) -> list[tuple[nn.Module, str]]:
+    """Where the monitor's embedding is read, in forward order: `(layer, 'input')`, the input of the last linear layer,
+    or `(stage, 'pooled')`, each of the model's `embedding_stages` averaged over the image; an `Ensemble`'s members'."""
+    if isinstance(model, Ensemble): return [t for m in model.members for t in embedding_layers(m)]
+    if stages := getattr(model, 'embedding_stages', None): return [(model.get_submodule(s), 'pooled') for s in stages]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears: raise ValueError(f"{type(model).__name__} has no linear layer to take embeddings from.")
-    return [linears[-1]]
+    return [(linears[-1], 'input')]
+
+# %% ../nbs/03_models.ipynb #1354b425
+def embedding_dim(model:nn.Module) -> int:
+    "How many numbers `model_outputs` gives per image: from the layers' shapes, without a forward pass."
+    width = lambda layer, what: (layer.in_features if what == 'input'
+                                 else [m for m in layer.modules() if isinstance(m, nn.Conv2d)][-1].out_channels)
+    return sum(width(layer, what) for layer, what in embedding_layers(model))
 
 # %% ../nbs/03_models.ipynb #ce4a5bed
 def model_outputs(model:nn.Module, batches, views=None) -> tuple[np.ndarray, np.ndarray]:
     """Uncalibrated PNEUMONIA probability and embedding of each image of `batches` (on the model's device), in order;
     `views(x)` (a list of batches, the plain one first) averages the probability over test-time views."""
     seen, embs, probs, caller = [], [], [], threading.get_ident()
-    # this call's
-    keep = (lambda m, inp,
-            out: seen.append(inp[0].detach().float().cpu().flatten(1)) if threading.get_ident() == caller else None)
-    # forwards only: a server runs several at once
+    def keep(what, m, inp, out):
+        if threading.get_ident() != caller: return   # this call's forwards only: a server runs several at once
+        seen.append((inp[0].flatten(1) if what == 'input' else out.mean((2, 3))).detach().float().cpu())
     layers = embedding_layers(model)
-    hooks = [layer.register_forward_hook(keep) for layer in layers]
+    hooks = [layer.register_forward_hook(functools.partial(keep, what)) for layer, what in layers]
     try:
         with torch.inference_mode():
             for x, *_ in batches:

@@ -23,7 +23,7 @@ from .images import expand_paths, read_xray
 from .models import ModelFolder, embedding_layers, model_outputs, model_pipeline
 
 # %% auto #0
-__all__ = ['STAT_FEATURES', 'REFERENCE_FILES', 'PCA_COMPONENTS', 'MIN_REFERENCE', 'MIN_KNOWN', 'NO_EMBEDDINGS',
+__all__ = ['STAT_FEATURES', 'REFERENCE_FILES', 'PCA_COMPONENTS', 'EMBEDDING_READ', 'MIN_REFERENCE', 'MIN_KNOWN', 'NO_EMBEDDINGS',
            'counted_percentiles', 'image_stats', 'Guard', 'Reference', 'profile_images', 'make_reference',
            'with_real_sizes', 'save_reference', 'stat_tests', 'mmd_test', 'drift_tests', 'window_drift', 'DriftWindow']
 
@@ -78,6 +78,9 @@ class Guard:
 # %% ../nbs/09_monitor.ipynb #0860a8cd
 REFERENCE_FILES = ('reference.npz', 'reference.csv', 'reference.json')
 PCA_COMPONENTS = 32
+# how a reference names what `embedding_layers` read
+EMBEDDING_READ = {'input': 'input of the last linear layer',
+                  'pooled': "outputs of the model's stages, each averaged over the image"}
 MIN_REFERENCE = 250   # fewer films and the guard misses foreign inputs erratically (measured below)
 
 # %% ../nbs/09_monitor.ipynb #e98a3427
@@ -154,12 +157,13 @@ def make_reference(model_dir, data, device:str='auto', bs:int=64, target:float=0
     if sizes_from: table = with_real_sizes(table, sizes_from)
     guard = Guard(emb, target=target)
     table['ood_score'] = guard.score(emb)
-    n = len(embedding_layers(model))
+    read = sorted({EMBEDDING_READ[what] for _, what in embedding_layers(model)})
+    n = len(getattr(model, 'members', [model]))
     members = f" of each of its {n} members, side by side" if n > 1 else ""
     meta = dict(format='pneumonia_nb.reference/1', created=datetime.datetime.now().isoformat(timespec='seconds'),
                 data=str(root), n=len(table),
                 weights_sha256=folder.weights_sha256,
-                embedding=dict(layer="input of the last linear layer" + members, dim=emb.shape[1]),
+                embedding=dict(layer=' and '.join(read) + members, dim=emb.shape[1]),
                 guard=dict(method=Guard.method, threshold=guard.threshold, target_flag_rate=target,
                            calibration=f"{'95th percentile' if target == 0.05 else f'{1 - target:.0%} quantile'} of "
                                        f"5-fold out-of-fold distances"),

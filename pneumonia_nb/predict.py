@@ -19,7 +19,7 @@ from PIL import Image
 from .core import apply_temperature, decisions_at, labels_at, resolve_device, warnings_as_lines
 from .images import ImageProblem, expand_paths, is_dicom, read_dicom, read_xray
 from .explain import cam_figure, grad_cam
-from .models import SPEC_FILE, ModelFolder, model_outputs, model_pipeline
+from .models import SPEC_FILE, ModelFolder, embedding_dim, model_outputs, model_pipeline
 from .monitor import Reference
 from .sr import NOT_REPORTED, result_sr
 
@@ -60,6 +60,10 @@ class Detector:
     def __init__(self, folder:ModelFolder, device:torch.device, reference:Reference|None=None):
         self.folder, self.spec, self.model_dir, self.device = folder, folder.spec, folder.path, device
         self.model = folder.load().to(device).to(memory_format=torch.channels_last).eval()
+        if reference is not None and (dim := embedding_dim(self.model)) != (had := reference.embeddings.shape[1]):
+            warnings.warn(f"{folder.path}: the reference profile's embeddings have {had} numbers, the model reads {dim}: "
+                          f"remake it (pneumonia_reference --force); until then no out-of-distribution verdict.")
+            reference = None
         self.reference, d = reference, folder.decision
         self.threshold, self.temperature, self.triage = d['threshold']['value'], d['temperature'], d['triage']
         self.model_id = f"{self.model_dir.resolve().name}@{folder.weights_sha256[:12]}"

@@ -31,14 +31,16 @@ from pneumonia_nb.monitor import PCA_COMPONENTS, Guard, drift_tests, image_stats
 from pneumonia_nb.core import apply_temperature
 
 # the candidates for an nn.Sequential model such as cnn_deep (stages 0-4, pool, flatten, dropout, linear 8):
-# (module name, what): 'in' the module's input, 'avg'/'max' its output pooled over the image
+# (module name, what): 'in' the module's input, 'avg'/'max'/'std' its output pooled over the image (mean, max, spread)
 CANDIDATES = {
     'last linear layer input (today)': [('8', 'in')],
     'stages 4-5, average-pooled': [('3', 'avg'), ('4', 'avg')],
     'stages 3-5, average-pooled': [('2', 'avg'), ('3', 'avg'), ('4', 'avg')],
     'stages 2-5, average-pooled': [('1', 'avg'), ('2', 'avg'), ('3', 'avg'), ('4', 'avg')],
+    'stages 1-5, average-pooled': [(s, 'avg') for s in '01234'],
     'stage 5, average- and max-pooled': [('4', 'avg'), ('4', 'max')],
     'stages 4-5, average- and max-pooled': [('3', 'avg'), ('3', 'max'), ('4', 'avg'), ('4', 'max')],
+    'stages 1-5, average- and std-pooled': [(s, k) for s in '01234' for k in ('avg', 'std')],
 }
 
 
@@ -62,7 +64,8 @@ def embeddings(model, spec, images, taps, bs=64):
                     parts = []
                     for n, what in t:
                         inp, out = seen[n]
-                        parts.append(inp if what == 'in' else out.mean((2, 3)) if what == 'avg' else out.amax((2, 3)))
+                        pooled = dict(avg=lambda o: o.mean((2, 3)), max=lambda o: o.amax((2, 3)), std=lambda o: o.std((2, 3)))
+                        parts.append(inp if what == 'in' else pooled[what](out))
                     embs[k].append(torch.cat(parts, 1))
     finally:
         for h in hooks: h.remove()
@@ -122,6 +125,20 @@ def drift_share(emb: dict, tables: dict, shift: str, threshold: float, windows: 
     return tuple(np.mean(called, 0))
 
 
+def figure(table: pd.DataFrame, path):
+    "The four numbers that decide, per candidate: foreign films flagged, and shifted windows called drift."
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    cols = {'inverted': 'inverted films flagged', 'photograph': 'photographs flagged',
+            'drift: blur (radius 2)': 'blurred windows: drift', 'drift: down-scaled to 48 px': '48-px windows: drift'}
+    t = table.set_index('embedding')[list(cols)].rename(columns=cols)
+    ax = t.plot.barh(figsize=(8, 5.5), width=0.8)
+    ax.axvline(0.9, ls=':', c='grey'); ax.invert_yaxis()
+    ax.set(xlabel='share (dotted: 0.9)', xlim=(0, 1.02), ylabel='', title="What the monitor catches, by the embedding read")
+    ax.legend(loc='upper center', bbox_to_anchor=(0.3, -0.12), ncol=2, fontsize=8)
+    plt.tight_layout(); plt.savefig(path, dpi=100); plt.close()
+
+
 def study(model_dir, data, out):
     folder = ModelFolder(model_dir); model, spec, decision = folder.load(), folder.spec, folder.decision
     data, rng, started = Path(data), np.random.default_rng(0), time.time()
@@ -155,6 +172,7 @@ def study(model_dir, data, out):
     table = pd.DataFrame(rows)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out/'embedding_study.csv', index=False)
+    figure(table, out/'embedding_study.png')
     (out/'embedding_study.md').write_text(
         f"# Embedding study: {folder.path} ({spec['arch']}, {spec['img_size']} px, weights "
         f"{folder.weights_sha256[:12]})\n\nGuard: share flagged (foreign kinds should be >= 0.95; chest films low). "
