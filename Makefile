@@ -11,6 +11,9 @@
 #               SIZES=../shared/data/chest_xray_orig, the films' real sizes for its reference)
 #   make docs   build the documentation site into _docs/ and README.md from nbs/index.ipynb (nbdev_docs where Quarto is
 #               installed, else pneumonia_docs: MkDocs over nbdev's processed notebooks, offline)
+#   make image  build the container images (Containerfile): localhost/pneumonia_nb:latest (service and PACS watcher),
+#               and the stack's Orthanc and Prometheus (compose.yaml); BASE=... CACERT=... for a machine without an
+#               image registry (deploy/podman-host.sh makes the base and says what to pass)
 #   make pictures  regenerate the README's pictures (nbs/images/) from the committed default model and reports
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -36,7 +39,7 @@ OVERRIDES = $(if $(ARCH),--arch $(ARCH)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if
 # the newest promoted model, else models/default
 MODEL ?= $(shell $(BIN)/python -c "import pandas as pd; i = pd.read_csv('models/index.csv'); print('models/' + i.sort_values('promoted')['name'].iloc[-1])" 2>/dev/null || echo models/default)
 
-.PHONY: install data run test test-data serve model pictures docs clean-venv
+.PHONY: install data run test test-data serve model pictures docs clean-venv image
 install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py settings.ini constraints.txt
@@ -72,6 +75,18 @@ pictures: install
 	for p in roc reliability gradcam; do cp $$tmp/eval/$$p.png nbs/images/default_$$p.png; done && rm -r $$tmp
 	cd nbs && for nb in 08_recipes 09_monitor 13_site; do HF_HUB_OFFLINE=1 ../$(BIN)/nbdev_test --path $$nb.ipynb; done
 	@ls -l nbs/images/*.png
+
+# the container images: the service (also the PACS watcher) and the stack's Orthanc and Prometheus, one Containerfile
+IMAGE ?= localhost/pneumonia_nb:latest
+BASE ?=
+CACERT ?=
+comma := ,
+BUILD = podman build --format docker $(if $(BASE),--build-arg BASE=$(BASE)) $(if $(CACERT),--secret id=cacert$(comma)src=$(CACERT))
+image:
+	$(BUILD) --target service -t $(IMAGE) .
+	$(BUILD) --target orthanc -t localhost/pneumonia_nb-orthanc:latest .
+	$(BUILD) --target prometheus -t localhost/pneumonia_nb-prometheus:latest .
+	@podman images --filter reference='localhost/pneumonia_nb*'
 
 # the site from the notebooks: Quarto's route where it is installed, else the offline one (nbs/15_docs.ipynb)
 docs: install

@@ -123,6 +123,12 @@ def orthanc(tmp_path):
     with local_orthanc(tmp_path/'orthanc') as url: yield url
 
 
+def sr_instances(client) -> list[str]:
+    "The SOP Instance UIDs of every SR in the PACS (duplicates included, unlike stored_reports)."
+    return [_value(i, SOP_UID) for st in client.search_for_studies() for se in client.search_for_series(_value(st, STUDY_UID))
+            if _value(se, MODALITY) == 'SR' for i in client.search_for_instances(_value(st, STUDY_UID), _value(se, SERIES_UID))]
+
+
 def stored_reports(client) -> dict:
     "The SRs in the PACS, read back, by the SOP Instance UID of the film each refers to."
     out = {}

@@ -12,8 +12,7 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 
-from conftest import ROOT, run_cli, serving, stored_reports
-from pneumonia_nb.pacs import MODALITY, SERIES_UID, SOP_UID, STUDY_UID, _value
+from conftest import ROOT, run_cli, serving, sr_instances, stored_reports
 from pneumonia_nb.images import expand_paths, film_to_dicom
 
 KINDS = ({}, dict(bits=16, monochrome1=True), dict(jpeg=True))   # 12-bit with a window, inverted 16-bit, baseline JPEG: in turn
@@ -89,12 +88,6 @@ def test_pacs_watcher_reports_each_chest_film_once(orthanc, shared, dicom_films,
     log = [json.loads(line) for line in (tmp_path/'pacs.jsonl').read_text().splitlines()]
     assert [(r['code'], r['reason']) for r in log if r['outcome'] == 'skipped' and r['code'] == 'modality'] == [('modality', 'modality CT, not CR or DX')]
     assert not any(x in (tmp_path/'pacs.jsonl').read_text() for x in PATIENT)
-
-
-def sr_instances(client) -> list[str]:
-    "The SOP Instance UIDs of every SR in the PACS (duplicates included, unlike stored_reports)."
-    return [_value(i, SOP_UID) for st in client.search_for_studies() for se in client.search_for_series(_value(st, STUDY_UID))
-            if _value(se, MODALITY) == 'SR' for i in client.search_for_instances(_value(st, STUDY_UID), _value(se, SERIES_UID))]
 
 
 def test_two_watchers_at_once_and_a_lost_state_file_report_each_film_once(orthanc, dicom_films, tmp_path):
