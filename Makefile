@@ -83,7 +83,8 @@ CACERT ?=
 comma := ,
 BUILD = podman build --format docker $(if $(BASE),--build-arg BASE=$(BASE)) $(if $(CACERT),--secret id=cacert$(comma)src=$(CACERT))
 image:
-	$(BUILD) --target service -t $(IMAGE) .
+	$(BUILD) --target service -t $(IMAGE) --build-arg VERSION=$$(sed -n 's/^version = //p' settings.ini) \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) .
 	$(BUILD) --target orthanc -t localhost/pneumonia_nb-orthanc:latest .
 	$(BUILD) --target prometheus -t localhost/pneumonia_nb-prometheus:latest .
 	@podman images --filter reference='localhost/pneumonia_nb*'

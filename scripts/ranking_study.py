@@ -159,9 +159,10 @@ def main(runs:str='runs/issue31', # Folder with the candidate runs (train them f
         rows.append(score(f"{cfg['arch']} {cfg['img_size']} px, seed {cfg['seed']} ({d.name})", y, groups, p, p0, 'single' if d in seeds else 'capacity',
                           ms_per_film=ms, valid_roc_auc=valid_auc(d), **as_shipped(d, y, p)))
     # ensembles
-    groups_of = {'3 seeds': [Path(default), *seeds]}
-    if deep: groups_of |= {'default + cnn_deep 128': [Path(default), deep[0]], '3 seeds + cnn_deep 128': [Path(default), *seeds, deep[0]]}
-    if len(deep) > 1: groups_of |= {f'{len(deep)} cnn_deep 128 seeds': deep}
+    groups_of = {f'{len(seeds) + 1} seeds': [Path(default), *seeds]}
+    if deep: groups_of |= {'default + cnn_deep 128': [Path(default), deep[0]]}
+    if deep and seeds: groups_of |= {f'{len(seeds) + 1} seeds + cnn_deep 128': [Path(default), *seeds, deep[0]]}
+    if len(deep) > 1: groups_of |= {f'{len(deep)} cnn_deep 128 seeds': deep, f'default + {len(deep)} cnn_deep 128 seeds': [Path(default), *deep]}
     split = next(iter(seeds or deep))/'split.csv'
     for gname, members in groups_of.items():
         if len(members) < 2: continue

@@ -78,8 +78,9 @@ def test_three_films_get_three_reports_once_and_the_counters_reach_prometheus(st
     wait_for('the restarted watcher passing over the reported films',
              lambda: 'skipped (already_reported 3)' in podman('logs', '--since', '1m', watcher).stdout)
     assert len(sr_instances(client)) == 3 and sorted(stored_reports(client)) == uids
-    # the service: its health check, two predictions over HTTP, and its counters as Prometheus scraped them
+    # the service: its health check, its user, two predictions over HTTP, and its counters as Prometheus scraped them
     assert podman('healthcheck', 'run', f'{name}_service_1', check=False).returncode == 0
+    assert podman('exec', f'{name}_service_1', 'id', '-u').stdout.strip() == '10001'   # not root
     png = [('files', (f.name, f.read_bytes(), 'image/jpeg')) for f in expand_paths([shared/'chest_xray_sample'/'test'])[:2]]
     assert httpx.post(urls['service'] + '/predict', files=png, timeout=60).status_code == 200
     query = lambda: httpx.get(urls['prometheus'] + '/api/v1/query', params=dict(query='sum(pneumonia_predictions_total)')).json()
