@@ -1,6 +1,8 @@
 """Issue 31: which detector ranks a new hospital's films best? One table, on the 103 site films.
 
     .venv/bin/python scripts/ranking_study.py --runs runs/issue31 --out reports/ranking-study/2026-12-05
+    .venv/bin/python scripts/ranking_study.py --runs runs/deep --out reports/ranking-study/2026-12-07 --picture '' \
+        --kinds ensemble        (three cnn_deep seeds of the cpu_deep recipe and their ensembles, nothing else)
 
 The candidates were trained first (2 CPU cores; wall times in each run's config.json):
     pneumonia_train --recipe cpu --data ../shared/data/chest_xray_224 --seed 1 --runs runs/issue31   (and --seed 2)
@@ -140,7 +142,8 @@ def main(runs:str='runs/issue31', # Folder with the candidate runs (train them f
          site:str='../shared/data/chest_xray_site', # The site's labelled films (they choose)
          out:str='reports/ranking-study/2026-12-05', # Report folder: table.csv, ranking.png, README.md
          default:str='models/default', # The shipped model every row is compared with
-         picture:str='nbs/images/ranking_study.png'): # A copy of the figure for the notebook (13_site)
+         picture:str='nbs/images/ranking_study.png', # A copy of the figure for the notebook (13_site); '' for none
+         kinds:str='ensemble,tta,adaptation'): # Which rows beyond the single models: any of ensemble, tta, adaptation
     torch.manual_seed(0); torch.set_num_threads(2)
     out, runs = Path(out), Path(runs)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,6 +161,7 @@ def main(runs:str='runs/issue31', # Folder with the candidate runs (train them f
         cfg = json.loads((d/'config.json').read_text())['config']
         rows.append(score(f"{cfg['arch']} {cfg['img_size']} px, seed {cfg['seed']} ({d.name})", y, groups, p, p0, 'single' if d in seeds else 'capacity',
                           ms_per_film=ms, valid_roc_auc=valid_auc(d), **as_shipped(d, y, p)))
+    kinds = set(kinds.split(',')) if kinds else set()
     # ensembles
     groups_of = {f'{len(seeds) + 1} seeds': [Path(default), *seeds]}
     if deep: groups_of |= {'default + cnn_deep 128': [Path(default), deep[0]]}
@@ -165,7 +169,7 @@ def main(runs:str='runs/issue31', # Folder with the candidate runs (train them f
     if len(deep) > 1: groups_of |= {f'{len(deep)} cnn_deep 128 seeds': deep, f'default + {len(deep)} cnn_deep 128 seeds': [Path(default), *deep]}
     split = next(iter(seeds or deep))/'split.csv'
     for gname, members in groups_of.items():
-        if len(members) < 2: continue
+        if len(members) < 2 or 'ensemble' not in kinds: continue
         for combine in ('logits', 'calibrated'):
             folder = runs/f"ensemble-{gname.replace(' ', '_').replace('+', 'and')}-{combine}"
             if not (folder/'model.json').is_file():
@@ -174,12 +178,28 @@ def main(runs:str='runs/issue31', # Folder with the candidate runs (train them f
             probs[folder.name] = p
             rows.append(score(f"ensemble: {gname} ({combine})", y, groups, p, p0, 'ensemble', ms_per_film=ms, valid_roc_auc=valid_auc(folder), folder=str(folder),
                               **as_shipped(folder, y, p)))
-    # TTA on the default
+    if 'tta' in kinds: rows.append(tta_row(default, films, root, y, groups, p0, ms0))
+    if 'adaptation' in kinds: rows += adaptation_rows(model0, spec0, deep, films, root, y, groups, p0)
+    table = pd.DataFrame(rows)
+    table.round(4).to_csv(out/'table.csv', index=False)
+    for kind in ('single', 'capacity'):
+        s = table[table.kind.eq(kind)]
+        if len(s) > 1: print(f"seed-to-seed ({kind}): site ROC-AUC of {len(s)} seeds {s.site_roc_auc.min():.4f}-{s.site_roc_auc.max():.4f} (sd {s.site_roc_auc.std():.4f})")
+    figure(table, out/'ranking.png')
+    if picture: shutil.copyfile(out/'ranking.png', picture)
+    print(out)
+
+
+def tta_row(default, films, root, y, groups, p0, ms0) -> dict:
+    "The default over four views (TTA), and what each extra view costs."
     pt, mst, *_ = timed_probs(default, films, root, tta=True)
-    rows.append(score('models/default + TTA (4 views)', y, groups, pt, p0, 'tta', ms_per_film=mst, ms_per_extra_view=(mst - ms0) / 3,
-                      **as_shipped(default, y, pt)))
-    # adaptation on the site's unlabelled films
-    batches = site_batches(spec0, root, films)
+    return score('models/default + TTA (4 views)', y, groups, pt, p0, 'tta', ms_per_film=mst, ms_per_extra_view=(mst - ms0) / 3,
+                 **as_shipped(default, y, pt))
+
+
+def adaptation_rows(model0, spec0, deep, films, root, y, groups, p0) -> list[dict]:
+    "Adaptation on the site's unlabelled films: the default by AdaBN, TENT and self-training; each cnn_deep by AdaBN."
+    rows, batches = [], site_batches(spec0, root, films)
     for name, adapt in (('AdaBN', adapt_batchnorm), ('TENT (10 steps, lr 1e-3)', adapt_tent), ('self-training (25% per class, 5 epochs)', adapt_self_training)):
         t = time.perf_counter(); m = adapt(model0, batches); secs = time.perf_counter() - t
         p = predict_images(m, spec0, root, films)
@@ -189,11 +209,4 @@ def main(runs:str='runs/issue31', # Folder with the candidate runs (train them f
         p = predict_images(adapt_to_site(model, spec, root, films, 'adabn')[0], spec, root, films)
         cfg = json.loads((d/'config.json').read_text())['config']
         rows.append(score(f"cnn_deep 128 px, seed {cfg['seed']} + AdaBN", y, groups, p, p0, 'adaptation'))
-    table = pd.DataFrame(rows)
-    table.round(4).to_csv(out/'table.csv', index=False)
-    for kind in ('single', 'capacity'):
-        s = table[table.kind.eq(kind)]
-        if len(s) > 1: print(f"seed-to-seed ({kind}): site ROC-AUC of {len(s)} seeds {s.site_roc_auc.min():.4f}-{s.site_roc_auc.max():.4f} (sd {s.site_roc_auc.std():.4f})")
-    figure(table, out/'ranking.png')
-    if picture: shutil.copyfile(out/'ranking.png', picture)
-    print(out)
+    return rows
