@@ -23,12 +23,23 @@ from .images import expand_paths, read_xray
 from .models import ModelFolder, embedding_layers, model_outputs, model_pipeline
 
 # %% auto #0
-__all__ = ['STAT_FEATURES', 'REFERENCE_FILES', 'PCA_COMPONENTS', 'EMBEDDING_READ', 'MIN_REFERENCE', 'MIN_KNOWN', 'NO_EMBEDDINGS',
-           'counted_percentiles', 'image_stats', 'Guard', 'Reference', 'profile_images', 'make_reference',
-           'with_real_sizes', 'save_reference', 'stat_tests', 'mmd_test', 'drift_tests', 'window_drift', 'DriftWindow']
+__all__ = ['STAT_FEATURES', 'SHARPNESS_SIZE', 'REFERENCE_FILES', 'PCA_COMPONENTS', 'EMBEDDING_READ', 'MIN_REFERENCE', 'MIN_KNOWN',
+           'NO_EMBEDDINGS', 'sharpness', 'counted_percentiles', 'image_stats', 'Guard', 'Reference', 'profile_images',
+           'make_reference', 'with_real_sizes', 'save_reference', 'stat_tests', 'mmd_test', 'drift_tests',
+           'window_drift', 'DriftWindow']
 
 # %% ../nbs/09_monitor.ipynb #22b663d9
-STAT_FEATURES = ('mean', 'std', 'p01', 'p05', 'p50', 'p95', 'p99', 'width', 'height', 'aspect')
+STAT_FEATURES = ('mean', 'std', 'sharpness', 'p01', 'p05', 'p50', 'p95', 'p99', 'width', 'height', 'aspect')
+
+# %% ../nbs/09_monitor.ipynb #d2a5489d
+SHARPNESS_SIZE = 128   # px: the default network's input; every film, raw or a 224-px copy, holds that much detail
+
+# %% ../nbs/09_monitor.ipynb #4dec5da8
+def sharpness(gray:Image.Image) -> float:
+    """Mean absolute difference (0-255) between neighbouring pixels of the grayscale film squashed to `SHARPNESS_SIZE`
+    px a side: the detail the film holds at the scale the network reads."""
+    a = np.asarray(gray.resize((SHARPNESS_SIZE,) * 2, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
+    return float(np.abs(np.diff(a, axis=0)).mean() + np.abs(np.diff(a, axis=1)).mean()) / 2
 
 # %% ../nbs/09_monitor.ipynb #5ab57763
 def counted_percentiles(counts:np.ndarray, qs) -> np.ndarray:
@@ -41,9 +52,10 @@ def counted_percentiles(counts:np.ndarray, qs) -> np.ndarray:
 
 # %% ../nbs/09_monitor.ipynb #a2e933fa
 def image_stats(gray:Image.Image) -> dict:
-    "Size, aspect ratio, original mode and intensity mean, std and percentiles (0-255) of a decoded grayscale image."
+    "Size, aspect ratio, original mode, intensity mean, std and percentiles (0-255) and sharpness of a decoded grayscale image."
     # PIL counts the 256 levels in C
-    counts = np.asarray((gray if gray.mode == 'L' else gray.convert('L')).histogram(), dtype=np.float64)
+    gray_l = gray if gray.mode == 'L' else gray.convert('L')
+    counts = np.asarray(gray_l.histogram(), dtype=np.float64)
     levels, n = np.arange(256), counts.sum()
     mean = counts @ levels / n
     p = counted_percentiles(counts, [1, 5, 50, 95, 99])
@@ -52,6 +64,7 @@ def image_stats(gray:Image.Image) -> dict:
     return dict(width=width, height=height, aspect=round(width / height, 4),
                 mode=gray.info.get('original_mode', gray.mode),
                 mean=round(float(mean), 3), std=round(float(np.sqrt(counts @ (levels - mean) ** 2 / n)), 3),
+                sharpness=round(sharpness(gray_l), 3),
                 **{f'p{q:02d}': round(float(v), 3) for q, v in zip((1, 5, 50, 95, 99), p)})
 
 # %% ../nbs/09_monitor.ipynb #3fca89eb
@@ -207,8 +220,10 @@ def _untested_why(known:pd.Series) -> str|None:
 def stat_tests(ref_table:pd.DataFrame, cur_table:pd.DataFrame, alpha:float) -> list[dict]:
     """A Kolmogorov-Smirnov test per image statistic known for and varying in the reference, Bonferroni-corrected; the
     others reported untested, with why."""
-    known = {f: ref_table[f].dropna() for f in STAT_FEATURES}
-    why = {f: _untested_why(known[f]) for f in STAT_FEATURES}
+    known = {f: ref_table[f].dropna() for f in STAT_FEATURES if f in ref_table}
+    # a reference or a log made before a statistic was recorded lacks its column
+    why = {f: 'not tested: not recorded in the reference or the window' if f not in known or f not in cur_table
+           else _untested_why(known[f]) for f in STAT_FEATURES}
     n_tested, out = sum(w is None for w in why.values()), []
     for f in STAT_FEATURES:
         if why[f]: out.append(dict(feature=f, test=why[f], tested=False, drift=False)); continue

@@ -9,6 +9,7 @@ from PIL import Image, ImageEnhance
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, run_cli, serving
+from pneumonia_nb.monitor import STAT_FEATURES
 
 DEFAULT = ROOT/'models'/'default'
 
@@ -70,7 +71,7 @@ def test_guard_verdicts_monitor_and_drift_reports_from_the_request_log(served, s
         proc = run_cli('pneumonia_drift', '--model', DEFAULT, '--log', logfile, '--window', '100', '--out', out)
         summary = json.loads((out/'drift.json').read_text())
         assert summary['verdict'] == verdict and summary['window'] == 100, proc.stdout
-        assert bool(summary['embeddings']['p_value'] < 0.025 or summary['drifted_statistics']) == (verdict == 'drift') and len(summary['image_statistics']) == 10
+        assert bool(summary['embeddings']['p_value'] < 0.025 or summary['drifted_statistics']) == (verdict == 'drift') and len(summary['image_statistics']) == len(STAT_FEATURES)
         assert (out/'drift.html').read_text().startswith('<!doctype html>') and verdict in proc.stdout
     again = run_cli('pneumonia_drift', '--model', DEFAULT, '--log', log, '--out', tmp_path/'shifted', check=False)
     assert again.returncode != 0 and 'already holds a drift report' in again.stderr
