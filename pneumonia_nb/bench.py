@@ -21,8 +21,8 @@ from .config import TrainConfig
 from .train import build_learner, config_dataloaders
 
 # %% auto #0
-__all__ = ['synthetic_ceiling', 'Throughput', 'typical_fastai_learner', 'project_learner', 'fit_and_measure', 'bench_arch',
-           'bench_table', 'bench_command']
+__all__ = ['synthetic_ceiling', 'Throughput', 'TimeToTarget', 'typical_fastai_learner', 'project_learner', 'fit_and_measure',
+           'time_to_target', 'bench_arch', 'bench_table', 'bench_command']
 
 # %% ../nbs/07_bench.ipynb #5ec69bd4
 def _sync(device:torch.device):
@@ -63,6 +63,19 @@ class Throughput(Callback):
         e = self.epochs[1:] if len(self.epochs) > 1 else self.epochs
         return sum(n for n, _ in e) / sum(t for _, t in e)
 
+# %% ../nbs/07_bench.ipynb #36aefca5
+class TimeToTarget(Callback):
+    """Record `reached`: (epochs, wall seconds since `t0`, ROC-AUC) when validation ROC-AUC first reaches `target`,
+    else None."""
+    order = 60   # after the Recorder (50) has logged the epoch's metrics
+    def __init__(self, target:float, t0:float): self.target, self.t0 = target, t0
+    def before_fit(self): self.reached = None
+    def after_epoch(self):
+        auc = self.recorder.values[-1][self.recorder.metric_names[1:-1].index('roc_auc_score')]
+        if self.reached is None and auc >= self.target:
+            _sync(self.dls.device)
+            self.reached = (self.epoch + 1, time.perf_counter() - self.t0, float(auc))
+
 # %% ../nbs/07_bench.ipynb #8aa14cf2
 def typical_fastai_learner(arch:str, items:pd.DataFrame, root, img_size:int, bs:int=64, num_workers=None,
                            device=None) -> Learner:
@@ -83,12 +96,14 @@ def project_learner(arch:str, items:pd.DataFrame, root, img_size:int, bs:int=256
     return build_learner(cfg, config_dataloaders(cfg, items, device), path=tempfile.mkdtemp())
 
 # %% ../nbs/07_bench.ipynb #eaaf435b
-def fit_and_measure(learn:Learner, epochs:int, lr:float) -> tuple[float, float]:
-    "Train with one-cycle; return (training images per second, final validation ROC-AUC)."
-    tp = Throughput()
-    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr, cbs=tp)
+def fit_and_measure(learn:Learner, epochs:int, lr:float, target:float=1.01,
+                    t0:float|None=None) -> tuple[float, float, tuple|None]:
+    """Train with one-cycle; return (training images per second, final validation ROC-AUC, when ROC-AUC first reached
+    `target`: (epochs, seconds since `t0`, ROC-AUC) or None)."""
+    tp, ttt = Throughput(), TimeToTarget(target, time.perf_counter() if t0 is None else t0)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr, cbs=[tp, ttt])
     names = learn.recorder.metric_names[1:-1]
-    return tp.img_s, float(learn.recorder.values[-1][names.index('roc_auc_score')])
+    return tp.img_s, float(learn.recorder.values[-1][names.index('roc_auc_score')]), ttt.reached
 
 # %% ../nbs/07_bench.ipynb #ac5462ba
 def _peak_host_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -101,20 +116,32 @@ def _phase(device:torch.device, fn):
     gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
     return out, gpu, _peak_host_mb()
 
+# %% ../nbs/07_bench.ipynb #7b7c80b5
+def time_to_target(fastai_hit:tuple|None, project_hit:tuple|None, target:float) -> dict:
+    """The record's time-to-accuracy fields from each pipeline's `TimeToTarget.reached` (None: not within the epochs),
+    and how many times sooner the project got there."""
+    sec = lambda h: None if h is None else round(h[1], 1)
+    return dict(target_auc=target, fastai_time_to_target_s=sec(fastai_hit), project_time_to_target_s=sec(project_hit),
+                fastai_epochs_to_target=fastai_hit and fastai_hit[0], project_epochs_to_target=project_hit and project_hit[0],
+                time_to_target_speedup=(round(fastai_hit[1] / project_hit[1], 2) if fastai_hit and project_hit else None))
+
 # %% ../nbs/07_bench.ipynb #f67c2d86
 def bench_arch(arch:str, items:pd.DataFrame, root, device, img_size:int=224, epochs:int=2, bs:int=256, fastai_bs:int=64,
-               lr:float=1e-3, num_workers=None, steps:int=20, seed:int=0) -> dict:
-    "Ceiling, typical fastai and project throughput for `arch`, with validation ROC-AUC and peak memory."
+               lr:float=1e-3, num_workers=None, steps:int=20, seed:int=0, target_auc:float=0.99) -> dict:
+    """Ceiling, typical fastai and project throughput for `arch`, with validation ROC-AUC, time to `target_auc` (setup
+    included, within `epochs`) and peak memory."""
     device = torch.device(device)
     ceiling, ceil_gpu, _ = _phase(device, lambda: synthetic_ceiling(arch, img_size, bs, device, steps))
     set_seed(seed)
-    (fa_img_s, fa_auc), fa_gpu, fa_host = _phase(device, lambda: fit_and_measure(
-        typical_fastai_learner(arch, items, root, img_size, fastai_bs, num_workers, device), epochs, lr))
+    t0 = time.perf_counter()   # setup included: the typical learner is built inside the phase
+    (fa_img_s, fa_auc, fa_hit), fa_gpu, fa_host = _phase(device, lambda: fit_and_measure(
+        typical_fastai_learner(arch, items, root, img_size, fastai_bs, num_workers, device), epochs, lr, target_auc, t0))
     set_seed(seed)
     t0 = time.perf_counter()
     learn = project_learner(arch, items, root, img_size, bs, device)
     setup_s = time.perf_counter() - t0
-    (pr_img_s, pr_auc), pr_gpu, pr_host = _phase(device, lambda: fit_and_measure(learn, epochs, lr * bs / fastai_bs))
+    (pr_img_s, pr_auc, pr_hit), pr_gpu, pr_host = _phase(device, lambda: fit_and_measure(learn, epochs, lr * bs / fastai_bs,
+                                                                                       target_auc, t0))
     cache = learn.dls.train_ds.images
     return dict(arch=arch, device=str(device), img_size=img_size, epochs=epochs,
                 n_train=int((items.split == 'train').sum()),
@@ -122,6 +149,7 @@ def bench_arch(arch:str, items:pd.DataFrame, root, device, img_size:int=224, epo
                 project_img_s=round(pr_img_s, 1), fastai_img_s=round(fa_img_s, 1), ceiling_img_s=round(ceiling, 1),
                 speedup_vs_fastai=round(pr_img_s / fa_img_s, 2), fraction_of_ceiling=round(pr_img_s / ceiling, 3),
                 project_val_roc_auc=round(pr_auc, 4), fastai_val_roc_auc=round(fa_auc, 4),
+                **time_to_target(fa_hit, pr_hit, target_auc),
                 project_setup_s=round(setup_s, 1), cache_train_mb=round(cache.numel() * cache.element_size() / 2**20,
                                                                         1),
                 peak_gpu_mb=dict(ceiling=ceil_gpu, fastai=fa_gpu, project=pr_gpu),
@@ -131,12 +159,14 @@ def bench_arch(arch:str, items:pd.DataFrame, root, device, img_size:int=224, epo
 def bench_table(records:list[dict]) -> str:
     "The benchmark records as a plain-text table."
     cols = ['arch', 'device', 'img_size', 'project_img_s', 'fastai_img_s', 'ceiling_img_s', 'speedup_vs_fastai',
-            'fraction_of_ceiling', 'project_val_roc_auc', 'fastai_val_roc_auc']
-    return pd.DataFrame(records)[cols].to_string(index=False)
+            'fraction_of_ceiling', 'project_val_roc_auc', 'fastai_val_roc_auc', 'fastai_time_to_target_s',
+            'project_time_to_target_s', 'time_to_target_speedup']
+    # records made before time to accuracy was measured show NaN there
+    return pd.DataFrame(records).reindex(columns=cols).to_string(index=False)
 
 # %% ../nbs/07_bench.ipynb #51a6912d
 def bench_command(data, device, arch, out, split, img_size, epochs, bs, fastai_bs, lr, num_workers, n_train, steps,
-                  seed):
+                  seed, target_auc):
     "What `pneumonia_bench` does with its parsed options (`cli`)."
     if Path(out).exists(): raise SystemExit(f"pneumonia_bench: {out} already exists; choose another --out.")
     try:
@@ -148,7 +178,7 @@ def bench_command(data, device, arch, out, split, img_size, epochs, bs, fastai_b
                                                     random_state=seed).index
         items = items[(items.split == 'valid') | items.index.isin(keep)].reset_index(drop=True)
     records = [bench_arch(a, items, data.path, dev, img_size, epochs, bs, fastai_bs, lr, num_workers, steps,
-                          seed) for a in arch]
+                          seed, target_auc) for a in arch]
     machine = dict(run_environment(dev), cpu_count=os.cpu_count())
     Path(out).write_text(json.dumps(dict(machine=machine, records=records), indent=2) + '\n')
     print(bench_table(records)); print(f'wrote {out}')
