@@ -192,10 +192,13 @@ def _pm(mean, sd) -> str: return f"{mean:.3f} ± {0 if np.isnan(sd) else sd:.3f}
 def leaderboard_markdown(board:pd.DataFrame, runs:pd.DataFrame, study:dict) -> str:
     "The leaderboard and the per-run table as Markdown, headed by the protocol."
     keys = [c for c in board.columns if not c.startswith(('valid_', 'test_', 'n_seeds'))]
-    n_test = int(runs.n_test.iloc[0]) if len(runs) else 0
+    n_test, subset = int(runs.n_test.iloc[0]) if len(runs) else 0, study['eval'].get('subset', 'test')
+    rule = study.get('base', {}).get('threshold_rule', TrainConfig.threshold_rule)
+    rule = "Youden's J" if rule == 'youden' else rule
     head = (f"Protocol: trained on the train split, checkpoint and decision threshold chosen on the validation split "
-            f"(Youden's J), then scored once on the official test split ({n_test} images); mean ± sd over seeds; "
-            f"test intervals are 95% bootstrap intervals ({study['eval'].get('n_boot', 1000)} resamples).\n")
+            f"({rule}), then scored once on the "
+            f"{'official test' if subset == 'test' else subset} split ({n_test} images; the `test` columns); mean ± sd "
+            f"over seeds; test intervals are 95% bootstrap intervals ({study['eval'].get('n_boot', 1000)} resamples).\n")
     t1 = pd.DataFrame({**{k: board[k] for k in keys}, 'seeds': board.n_seeds,
                        **{f'{s} {m}': [_pm(a, b) for a, b in zip(board[f'{s}_{m}_mean'], board[f'{s}_{m}_std'])]
                           for s in ('valid', 'test') for m in METRICS}})
