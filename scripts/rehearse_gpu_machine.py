@@ -19,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT/'scripts'))
 from device_pack import MACHINE, closure, fetch, norm, wheel_list   # noqa: E402
-DRY_RUN = dict(DEVICE='cpu', ARCHS='cnn', GRID='configs/studies/compare_tiny.yaml',
+DRY_RUN = dict(DEVICE='cpu', ARCHS='cnn', GRID='configs/studies/compare_tiny.yaml', STEPS='bench recipe grid study',
+               STUDY='configs/studies/compare_tiny.yaml', STUDY_K='2',
                BENCH_ARGS='--img_size 64 --n_train 64 --epochs 1 --steps 2 --bs 32 --fastai_bs 32 --num_workers 0',
                RECIPE_ARGS='--arch cnn --epochs 1 --img_size 64 --bs 32 --backend pil')
 
@@ -56,7 +57,8 @@ def main():
     if a.imports_only: return
     env = dict(os.environ, **DRY_RUN, PYTHON=str(python), PYTHONPATH=f"{work/'site'}:{ROOT}",
                PATH=f"{work/'site'/'bin'}:{os.environ['PATH']}",
-               DATA=str(ROOT.parent/'shared'/'data'/'chest_xray_sample'), OUT=str(work/'out'), PNEUMONIA_CACHE=str(work/'cache'))
+               DATA=str(ROOT.parent/'shared'/'data'/'chest_xray_sample'), OUT=str(work/'out'), PNEUMONIA_CACHE=str(work/'cache'),
+               SITE=str(ROOT.parent/'shared'/'data'/'chest_xray_site'), STUDY_DIR=str(work/'study'))
     rc = subprocess.run(['bash', str(ROOT/'scripts'/'gpu_check.sh')], cwd=ROOT, env=env).returncode
     print(f"rehearsal: gpu_check.sh exited {rc}; results and log in {work/'out'}")
     sys.exit(rc)
