@@ -96,14 +96,15 @@ def project_learner(arch:str, items:pd.DataFrame, root, img_size:int, bs:int=256
     return build_learner(cfg, config_dataloaders(cfg, items, device), path=tempfile.mkdtemp())
 
 # %% ../nbs/07_bench.ipynb #eaaf435b
-def fit_and_measure(learn:Learner, epochs:int, lr:float, target:float=1.01,
+def fit_and_measure(learn:Learner, epochs:int, lr:float, target:float|None=None,
                     t0:float|None=None) -> tuple[float, float, tuple|None]:
     """Train with one-cycle; return (training images per second, final validation ROC-AUC, when ROC-AUC first reached
-    `target`: (epochs, seconds since `t0`, ROC-AUC) or None)."""
-    tp, ttt = Throughput(), TimeToTarget(target, time.perf_counter() if t0 is None else t0)
-    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr, cbs=[tp, ttt])
+    `target`: (epochs, seconds since `t0`, ROC-AUC), or None when it did not or no target was given)."""
+    tp = Throughput()
+    ttt = TimeToTarget(target, time.perf_counter() if t0 is None else t0) if target is not None else None
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr, cbs=[c for c in (tp, ttt) if c is not None])
     names = learn.recorder.metric_names[1:-1]
-    return tp.img_s, float(learn.recorder.values[-1][names.index('roc_auc_score')]), ttt.reached
+    return tp.img_s, float(learn.recorder.values[-1][names.index('roc_auc_score')]), None if ttt is None else ttt.reached
 
 # %% ../nbs/07_bench.ipynb #ac5462ba
 def _peak_host_mb() -> float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

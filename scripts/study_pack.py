@@ -24,7 +24,8 @@ from ranking_study import patient_bootstrap   # noqa: E402
 from pneumonia_nb.core import binary_metrics, threshold_for   # noqa: E402
 from pneumonia_nb.data import DataRoot   # noqa: E402
 from pneumonia_nb.models import load_model   # noqa: E402
-from pneumonia_nb.site import predict_images, site_films   # noqa: E402
+from pneumonia_nb.evaluate import predict_images   # noqa: E402
+from pneumonia_nb.site import site_films   # noqa: E402
 
 PART_MIB = 15
 KEEP = ('model.json', 'config.json', 'valid_predictions.csv')   # with the weights: what pneumonia_promote reads
