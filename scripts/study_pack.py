@@ -75,6 +75,7 @@ def pack(study:Path, scores:pd.DataFrame, out:Path, k:int, max_mib:float) -> lis
             for f in KEEP: tar.add(run/f, arcname=f'study/best/{run.name}/{f}')
             kept += 1
     data, step = buf.getvalue(), PART_MIB * 2**20
+    out.mkdir(parents=True, exist_ok=True)
     parts = [out/f'study.tar.{i:02d}' for i in range(-(-len(data) // step))]
     for i, part in enumerate(parts): part.write_bytes(data[i * step:(i + 1) * step])
     print(f"study.tar: {len(data) / 2**20:.1f} MiB in {len(parts)} part(s), {len(scores)} runs scored, the weights of "
