@@ -3,6 +3,9 @@
     .venv/bin/python scripts/ranking_study.py --runs runs/issue31 --out reports/ranking-study/2026-12-05
     .venv/bin/python scripts/ranking_study.py --runs runs/deep --out reports/ranking-study/2026-12-07 --picture '' \
         --kinds ensemble        (three cnn_deep seeds of the cpu_deep recipe and their ensembles, nothing else)
+    .venv/bin/python scripts/ranking_study.py --runs /nonexistent --out reports/ranking-study/2026-12-07-shipped \
+        --picture '' --kinds tta,adaptation        (TTA and adaptation on the shipped default alone)
+The ensemble groups pair models/default with the resnet10t seeds as in 2026-12-05, when the default was that recipe.
 
 The candidates were trained first (2 CPU cores; wall times in each run's config.json):
     pneumonia_train --recipe cpu --data ../shared/data/chest_xray_224 --seed 1 --runs runs/issue31   (and --seed 2)
@@ -14,7 +17,7 @@ pneumonia_ensemble (logits or calibrated log-odds averaged), test-time augmentat
 UNLABELLED films (AdaBN, TENT, self-training on confident pseudo-labels: the labels are hidden from the adaptation).
 Each row gives the site ROC-AUC with a 95% interval from a bootstrap over PATIENTS (films of one child move
 together), its difference from models/default with a paired patient bootstrap interval, and the accuracy,
-sensitivity and specificity of a site decision (Youden, pneumonia_calibrate's default rule) estimated by 5-fold
+sensitivity and specificity of a site decision (Youden's J; pneumonia_calibrate's default is now sensitivity:0.95) estimated by 5-fold
 patient-grouped cross-validation. Seed-to-seed noise: the spread of the recipe's three seeds.
 
 Which films chose what: the members were trained on the 4716/516 split of the official train data and their
@@ -116,6 +119,12 @@ def as_shipped(model_dir, y, pu) -> dict:
     return dict(shipped_threshold=d['threshold']['value'], shipped_sensitivity=m['sensitivity'], shipped_specificity=m['specificity'])
 
 
+def describe(model_dir) -> str:
+    "Architecture and input size from the model's own card, so a rerun after a new default says which network it is."
+    card = json.loads((Path(model_dir)/'model.json').read_text())
+    return f"{card['arch']} {card['img_size']} px"
+
+
 def valid_auc(d):
     return json.loads((Path(d)/'model.json').read_text()).get('valid_metrics', {}).get('roc_auc')
 
@@ -131,63 +140,11 @@ def figure(table:pd.DataFrame, path):
     ax.axvline(table.site_roc_auc.iloc[0], color='grey', ls='--', lw=1); dx.axvline(0, color='grey', ls='--', lw=1)
     ax.set_yticks(yy, table.name.str.replace(r' \(\d{8}-\d{6}-[\w-]+\)', '', regex=True), fontsize=8)
     ax.set_xlabel('site ROC-AUC (95% interval, patients resampled)'); dx.set_xlabel('minus models/default (paired)')
+    dx.xaxis.set_major_locator(plt.MaxNLocator(4))   # small differences print long tick labels
     for kind, c in colours.items(): ax.scatter([], [], color=c, label=kind)
     ax.legend(loc='lower left', fontsize=7)
     fig.suptitle("Ranking a new hospital's films: the 103 site films choose among the rows (optimistic); the 481 held-back films judge", fontsize=9)
     fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
-
-
-@call_parse
-def main(runs:str='runs/issue31', # Folder with the candidate runs (train them first; see the issue's closing note)
-         site:str='../shared/data/chest_xray_site', # The site's labelled films (they choose)
-         out:str='reports/ranking-study/2026-12-05', # Report folder: table.csv, ranking.png, README.md
-         default:str='models/default', # The shipped model every row is compared with
-         picture:str='nbs/images/ranking_study.png', # A copy of the figure for the notebook (13_site); '' for none
-         kinds:str='ensemble,tta,adaptation'): # Which rows beyond the single models: any of ensemble, tta, adaptation
-    torch.manual_seed(0); torch.set_num_threads(2)
-    out, runs = Path(out), Path(runs)
-    out.mkdir(parents=True, exist_ok=True)
-    films, root = site_films(site), DataRoot.find(site).path
-    y, groups = (films.label == 'PNEUMONIA').to_numpy().astype(int), films.patient.to_numpy()
-    done = lambda pattern: sorted(d for d in runs.glob(pattern) if (d/'model.json').is_file())
-    seeds, deep = done('*-resnet10t-s*'), done('*-cnn_deep-s*')
-    rows, probs = [], {}
-    p0, ms0, model0, spec0 = timed_probs(default, films, root)
-    probs['default'] = p0
-    rows.append(score('models/default (resnet10t 96 px, seed 42)', y, groups, p0, None, 'single', ms_per_film=ms0, valid_roc_auc=valid_auc(default), **as_shipped(default, y, p0)))
-    for d in seeds + deep:
-        p, ms, *_ = timed_probs(d, films, root)
-        probs[d.name] = p
-        cfg = json.loads((d/'config.json').read_text())['config']
-        rows.append(score(f"{cfg['arch']} {cfg['img_size']} px, seed {cfg['seed']} ({d.name})", y, groups, p, p0, 'single' if d in seeds else 'capacity',
-                          ms_per_film=ms, valid_roc_auc=valid_auc(d), **as_shipped(d, y, p)))
-    kinds = set(kinds.split(',')) if kinds else set()
-    # ensembles
-    groups_of = {f'{len(seeds) + 1} seeds': [Path(default), *seeds]}
-    if deep: groups_of |= {'default + cnn_deep 128': [Path(default), deep[0]]}
-    if deep and seeds: groups_of |= {f'{len(seeds) + 1} seeds + cnn_deep 128': [Path(default), *seeds, deep[0]]}
-    if len(deep) > 1: groups_of |= {f'{len(deep)} cnn_deep 128 seeds': deep, f'default + {len(deep)} cnn_deep 128 seeds': [Path(default), *deep]}
-    split = next(iter(seeds or deep))/'split.csv'
-    for gname, members in groups_of.items():
-        if len(members) < 2 or 'ensemble' not in kinds: continue
-        for combine in ('logits', 'calibrated'):
-            folder = runs/f"ensemble-{gname.replace(' ', '_').replace('+', 'and')}-{combine}"
-            if not (folder/'model.json').is_file():
-                make_ensemble(members, folder, data='../shared/data/chest_xray_224', combine=combine, split=split)
-            p, ms, *_ = timed_probs(folder, films, root)
-            probs[folder.name] = p
-            rows.append(score(f"ensemble: {gname} ({combine})", y, groups, p, p0, 'ensemble', ms_per_film=ms, valid_roc_auc=valid_auc(folder), folder=str(folder),
-                              **as_shipped(folder, y, p)))
-    if 'tta' in kinds: rows.append(tta_row(default, films, root, y, groups, p0, ms0))
-    if 'adaptation' in kinds: rows += adaptation_rows(model0, spec0, deep, films, root, y, groups, p0)
-    table = pd.DataFrame(rows)
-    table.round(4).to_csv(out/'table.csv', index=False)
-    for kind in ('single', 'capacity'):
-        s = table[table.kind.eq(kind)]
-        if len(s) > 1: print(f"seed-to-seed ({kind}): site ROC-AUC of {len(s)} seeds {s.site_roc_auc.min():.4f}-{s.site_roc_auc.max():.4f} (sd {s.site_roc_auc.std():.4f})")
-    figure(table, out/'ranking.png')
-    if picture: shutil.copyfile(out/'ranking.png', picture)
-    print(out)
 
 
 def tta_row(default, films, root, y, groups, p0, ms0) -> dict:
@@ -208,5 +165,58 @@ def adaptation_rows(model0, spec0, deep, films, root, y, groups, p0) -> list[dic
         model, spec = load_model(d)
         p = predict_images(adapt_to_site(model, spec, root, films, 'adabn')[0], spec, root, films)
         cfg = json.loads((d/'config.json').read_text())['config']
-        rows.append(score(f"cnn_deep 128 px, seed {cfg['seed']} + AdaBN", y, groups, p, p0, 'adaptation'))
+        rows.append(score(f"{cfg['arch']} {cfg['img_size']} px, seed {cfg['seed']} + AdaBN", y, groups, p, p0, 'adaptation'))
     return rows
+
+
+@call_parse
+def main(runs:str='runs/issue31', # Folder with the candidate runs (train them first; see the issue's closing note)
+         site:str='../shared/data/chest_xray_site', # The site's labelled films (they choose)
+         out:str='reports/ranking-study/2026-12-05', # Report folder: table.csv, ranking.png, README.md
+         default:str='models/default', # The shipped model every row is compared with
+         picture:str='nbs/images/ranking_study.png', # A copy of the figure for the notebook (13_site); '' for none
+         kinds:str='ensemble,tta,adaptation'): # Which rows beyond the single models: any of ensemble, tta, adaptation
+    torch.manual_seed(0); torch.set_num_threads(2)
+    out, runs = Path(out), Path(runs)
+    out.mkdir(parents=True, exist_ok=True)
+    films, root = site_films(site), DataRoot.find(site).path
+    y, groups = (films.label == 'PNEUMONIA').to_numpy().astype(int), films.patient.to_numpy()
+    done = lambda pattern: sorted(d for d in runs.glob(pattern) if (d/'model.json').is_file())
+    seeds, deep = done('*-resnet10t-s*'), done('*-cnn_deep-s*')
+    rows, probs = [], {}
+    p0, ms0, model0, spec0 = timed_probs(default, films, root)
+    probs['default'] = p0
+    rows.append(score(f'models/default ({describe(default)})', y, groups, p0, None, 'single', ms_per_film=ms0, valid_roc_auc=valid_auc(default), **as_shipped(default, y, p0)))
+    for d in seeds + deep:
+        p, ms, *_ = timed_probs(d, films, root)
+        probs[d.name] = p
+        cfg = json.loads((d/'config.json').read_text())['config']
+        rows.append(score(f"{cfg['arch']} {cfg['img_size']} px, seed {cfg['seed']} ({d.name})", y, groups, p, p0, 'single' if d in seeds else 'capacity',
+                          ms_per_film=ms, valid_roc_auc=valid_auc(d), **as_shipped(d, y, p)))
+    kinds = set(kinds.split(',')) if kinds else set()
+    # ensembles
+    groups_of = {f'{len(seeds) + 1} seeds': [Path(default), *seeds]}
+    if deep: groups_of |= {'default + cnn_deep 128': [Path(default), deep[0]]}
+    if deep and seeds: groups_of |= {f'{len(seeds) + 1} seeds + cnn_deep 128': [Path(default), *seeds, deep[0]]}
+    if len(deep) > 1: groups_of |= {f'{len(deep)} cnn_deep 128 seeds': deep, f'default + {len(deep)} cnn_deep 128 seeds': [Path(default), *deep]}
+    for gname, members in groups_of.items():
+        if len(members) < 2 or 'ensemble' not in kinds: continue
+        split = next(iter(seeds or deep))/'split.csv'
+        for combine in ('logits', 'calibrated'):
+            folder = runs/f"ensemble-{gname.replace(' ', '_').replace('+', 'and')}-{combine}"
+            if not (folder/'model.json').is_file():
+                make_ensemble(members, folder, data='../shared/data/chest_xray_224', combine=combine, split=split)
+            p, ms, *_ = timed_probs(folder, films, root)
+            probs[folder.name] = p
+            rows.append(score(f"ensemble: {gname} ({combine})", y, groups, p, p0, 'ensemble', ms_per_film=ms, valid_roc_auc=valid_auc(folder), folder=str(folder),
+                              **as_shipped(folder, y, p)))
+    if 'tta' in kinds: rows.append(tta_row(default, films, root, y, groups, p0, ms0))
+    if 'adaptation' in kinds: rows += adaptation_rows(model0, spec0, deep, films, root, y, groups, p0)
+    table = pd.DataFrame(rows)
+    table.round(4).to_csv(out/'table.csv', index=False)
+    for kind in ('single', 'capacity'):
+        s = table[table.kind.eq(kind)]
+        if len(s) > 1: print(f"seed-to-seed ({kind}): site ROC-AUC of {len(s)} seeds {s.site_roc_auc.min():.4f}-{s.site_roc_auc.max():.4f} (sd {s.site_roc_auc.std():.4f})")
+    figure(table, out/'ranking.png')
+    if picture: shutil.copyfile(out/'ranking.png', picture)
+    print(out)
