@@ -19,7 +19,7 @@ def kill_after_first_point(args, first):
     t0 = time.time()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, 'HF_HUB_OFFLINE': '1'}, start_new_session=True)
     while not (first/'mlflow.json').exists():
-        assert proc.poll() is None and time.time() < t0 + 300, 'grid ended or stalled before its first point finished'
+        assert proc.poll() is None and time.time() < t0 + 600, 'grid ended or stalled before its first point finished'
         time.sleep(0.5)
     time.sleep(3)  # another point is now training
     os.killpg(proc.pid, signal.SIGKILL); proc.wait()
