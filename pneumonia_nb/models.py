@@ -209,12 +209,14 @@ class ModelFolder:
 # %% ../nbs/03_models.ipynb #93298fd3
 @patch
 def load(self:ModelFolder) -> nn.Module:
-    "The network (or `Ensemble`), rebuilt from the spec and the weights, in eval mode."
+    """The network (or `Ensemble`), rebuilt from the spec and the weights, in eval mode, its convolution weights in
+    channels-last order."""
     s = self.spec
     model = (Ensemble([create_model(m['arch'], img_size=m['img_size']) for m in s['members']], s['members'])
              if s['arch'] == ENSEMBLE else create_model(s['arch'], img_size=s['img_size']))
     model.load_state_dict(load_file(self.weights))
-    return model.eval()
+    # channels-last: batch scoring 1.35x faster on 2 threads (oneDNN), probabilities within 1e-6 (12_serve measures it)
+    return model.to(memory_format=torch.channels_last).eval()
 
 # %% ../nbs/03_models.ipynb #4fa50592
 def save_model_files(model:nn.Module, out_dir, arch:str, img_size:int, resize_method:str, mean, std, **card) -> Path:
