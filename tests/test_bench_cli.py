@@ -37,7 +37,7 @@ def test_bench_runs_tiny_and_never_replaces_results(shared, tmp_path, monkeypatc
 def test_time_to_accuracy_on_the_cpu_at_small_scale(shared, tmp_path, monkeypatch):
     """Issue 33: each pipeline's wall seconds (setup included: a fresh cache) and epochs until validation ROC-AUC first
     reaches the target, and how many times sooner the project got there. The ratio is a measurement the bench prints, not
-    a pass mark: on 2 shared cores it moved between 1.9x and 2.7x from run to run (07_bench says so)."""
+    a pass mark: on 2 shared cores it moved between 1.86x and 2.81x from run to run (07_bench says so)."""
     monkeypatch.setenv('PNEUMONIA_CACHE', str(tmp_path/'cache'))
     proc = run_cli('pneumonia_bench', '--data', shared/'chest_xray_224', '--device', 'cpu', '--arch', 'cnn', '--img_size',
                    '64', '--n_train', '1024', '--epochs', '6', '--bs', '64', '--fastai_bs', '64', '--num_workers', '0',
@@ -49,4 +49,4 @@ def test_time_to_accuracy_on_the_cpu_at_small_scale(shared, tmp_path, monkeypatc
     # the ratio is taken before the times are rounded to 0.1 s
     assert r['time_to_target_speedup'] == pytest.approx(r['fastai_time_to_target_s'] / r['project_time_to_target_s'],
                                                         abs=1e-2 + slack(r, 'fastai_time_to_target_s', 'project_time_to_target_s'))
-    assert 'time_to_target_speedup' in proc.stdout or 'sooner' in proc.stdout, proc.stdout   # the ratio is printed
+    assert 'time_to_target_speedup' in proc.stdout, proc.stdout   # the ratio is printed
