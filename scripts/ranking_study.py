@@ -40,7 +40,7 @@ from pneumonia_nb.core import apply_temperature, binary_metrics
 from pneumonia_nb.data import DataRoot
 from pneumonia_nb.ensemble import make_ensemble
 from pneumonia_nb.evaluate import predict_images
-from pneumonia_nb.models import load_model, model_pipeline, stored_decision
+from pneumonia_nb.models import ModelFolder, load_model, model_pipeline
 from pneumonia_nb.site import adapt_batchnorm, adapt_to_site, cross_validate, cv_report, site_films
 
 
@@ -113,20 +113,19 @@ def timed_probs(model_dir, films, root, tta=False):
 
 def as_shipped(model_dir, y, pu) -> dict:
     "Sensitivity and specificity on the site films at the model's stored (validation-chosen) temperature and threshold."
-    model_dir = Path(model_dir)
-    d = stored_decision(model_dir, json.loads((model_dir/'model.json').read_text()))
+    d = ModelFolder(model_dir).decision
     m = binary_metrics(y, apply_temperature(pu, d['temperature']), d['threshold']['value'])
     return dict(shipped_threshold=d['threshold']['value'], shipped_sensitivity=m['sensitivity'], shipped_specificity=m['specificity'])
 
 
 def describe(model_dir) -> str:
     "Architecture and input size from the model's own card, so a rerun after a new default says which network it is."
-    card = json.loads((Path(model_dir)/'model.json').read_text())
+    card = ModelFolder(model_dir).spec
     return f"{card['arch']} {card['img_size']} px"
 
 
 def valid_auc(d):
-    return json.loads((Path(d)/'model.json').read_text()).get('valid_metrics', {}).get('roc_auc')
+    return ModelFolder(d).spec.get('valid_metrics', {}).get('roc_auc')
 
 
 def figure(table:pd.DataFrame, path):
