@@ -102,7 +102,7 @@ def fit_and_measure(learn:Learner, epochs:int, lr:float, target:float|None=None,
     `target`: (epochs, seconds since `t0`, ROC-AUC), or None when it did not or no target was given)."""
     tp = Throughput()
     ttt = TimeToTarget(target, time.perf_counter() if t0 is None else t0) if target is not None else None
-    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr, cbs=[c for c in (tp, ttt) if c is not None])
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr, cbs=[tp] if ttt is None else [tp, ttt])
     names = learn.recorder.metric_names[1:-1]
     return tp.img_s, float(learn.recorder.values[-1][names.index('roc_auc_score')]), None if ttt is None else ttt.reached
 
